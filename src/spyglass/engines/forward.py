@@ -1,0 +1,84 @@
+"""Batched forward passes with no gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from spyglass.engines.state import inference_mode
+from spyglass.progress import progress_bar
+
+__all__ = ["batched_forward", "iter_batches", "model_device"]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the first parameter or buffer of ``model`` (CPU if it has none)."""
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+def check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    return batch_size
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
+    """Slices ``[0:b], [b:2b], ...`` covering ``range(n)``."""
+    check_batch_size(batch_size)
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def batched_forward(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    fn: Callable[[nn.Module, Tensor, slice], Tensor] | None = None,
+    desc: str = "forward",
+) -> Tensor:
+    """Run ``model`` on ``inputs`` in batches, without gradient, and concatenate the outputs.
+
+    Parameters
+    ----------
+    model
+        Any module; it runs in eval mode and each sub-module's mode is restored afterwards.
+    inputs
+        ``(N, ...)``; may live on another device than the model (e.g. a large set of
+        images on the CPU): each batch is moved to the model's device in turn.
+    batch_size
+        Inputs per forward pass: the memory bound.
+    progress
+        Show a progress bar (on a terminal).
+    fn
+        ``fn(model, batch, rows) -> (B, ...)`` computed instead of ``model(batch)``, e.g.
+        to keep only the target score and not the whole logits; ``rows`` is the slice of
+        ``inputs`` the batch came from.
+    desc
+        Label of the progress bar.
+
+    Returns
+    -------
+    Tensor
+        The outputs for all ``N`` inputs, on the device of ``inputs``.
+    """
+    check_batch_size(batch_size)
+    device = model_device(model)
+    outputs: list[Tensor] = []
+    n = int(inputs.shape[0])
+    batches = iter_batches(n, batch_size)
+    with inference_mode(model), torch.no_grad():
+        for rows in progress_bar(
+            batches, enabled=progress, total=-(-n // batch_size), desc=desc, unit="batch"
+        ):
+            batch = inputs[rows].to(device, non_blocking=True)
+            out = model(batch) if fn is None else fn(model, batch, rows)
+            outputs.append(out.to(inputs.device))
+    return torch.cat(outputs, dim=0)
