@@ -1,0 +1,234 @@
+"""Load a classifier by name, ready to explain, without surprises offline.
+
+Names:
+
+- ``efficientnet_lite0`` (the default), ``efficientnet_lite1``, ``efficientnet_lite2``:
+  real ImageNet weights shipped in PyPI packages, so they load with no network at all;
+- any torchvision classification model (``resnet50``, ``vit_b_16``, …), with its
+  default ImageNet weights through torchvision's own API;
+- any timm model with the prefix ``timm/`` (``timm/convnext_tiny.fb_in1k``), with its
+  pretrained weights through timm's own API.
+
+torchvision and timm download weights on first use. Where the weights are neither
+cached nor downloadable, :func:`load` fails with one sentence that names the cache
+path and how to place the file there; ``weights=PATH`` loads a local state dict instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import socket
+import urllib.error
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from spyglass.data.imagenet import imagenet_class_names
+from spyglass.models.efficientnet_lite import LITE_VARIANTS, build_efficientnet_lite
+from spyglass.models.vision_model import VisionModel
+
+__all__ = ["DEFAULT_MODEL", "WeightsUnavailableError", "available_models", "load"]
+
+DEFAULT_MODEL = "efficientnet_lite0"
+TIMM_PREFIX = "timm/"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+def available_models() -> list[str]:
+    """Every name :func:`load` accepts without the ``timm/`` prefix (timm adds ~1,000 more)."""
+    return [*LITE_VARIANTS, *sorted(torchvision.models.list_models(module=torchvision.models))]
+
+
+def load(
+    name: str = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    *,
+    weights: str | Path | None = None,
+) -> VisionModel:
+    """Load a pretrained ImageNet classifier as a :class:`VisionModel` in eval mode.
+
+    Parameters
+    ----------
+    name
+        ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``,
+        a torchvision classification model name, or ``timm/<timm model name>``.
+    device
+        Where to put the model (default: CPU).
+    weights
+        A local state-dict file to load instead of the library's pretrained weights
+        (torchvision and timm names only).
+
+    Examples
+    --------
+    >>> from spyglass import models
+    >>> model = models.load()            # EfficientNet-Lite0, offline
+    >>> model.input_size
+    (224, 224)
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a model name such as {DEFAULT_MODEL!r}; got {name!r}")
+    if name in LITE_VARIANTS:
+        if weights is not None:
+            raise ValueError(f"{name} ships its own weights; weights= is for torchvision and timm models")
+        model = _load_lite(name)
+    elif name.startswith(TIMM_PREFIX):
+        model = _load_timm(name[len(TIMM_PREFIX) :], weights)
+    elif name in torchvision.models.list_models(module=torchvision.models):
+        model = _load_torchvision(name, weights)
+    else:
+        close = difflib.get_close_matches(name, available_models(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {name!r}: expected efficientnet_lite0/1/2, a torchvision classification "
+            f"model (e.g. resnet50) or 'timm/<name>' (e.g. timm/convnext_tiny).{hint}"
+        )
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _load_lite(name: str) -> VisionModel:
+    network = build_efficientnet_lite(name)
+    config = timm.data.resolve_data_config({}, model=network)
+    size = config["input_size"][1:]
+    return VisionModel(
+        network,
+        input_size=(size[0], size[1]),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        class_names=imagenet_class_names(),
+        resize_size=round(size[0] / config["crop_pct"]),
+        interpolation=config["interpolation"],
+        name=name,
+    )
+
+
+def _load_state_dict(network: nn.Module, path: str | Path, name: str) -> None:
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"weights file {path} does not exist") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    result = network.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{path} does not fit {name}: {len(result.missing_keys)} missing keys "
+            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:3]})"
+        )
+
+
+def _load_torchvision(name: str, weights: str | Path | None) -> VisionModel:
+    enum = torchvision.models.get_model_weights(name).DEFAULT
+    if weights is not None:
+        network = torchvision.models.get_model(name, weights=None)
+        _load_state_dict(network, weights, name)
+    else:
+        try:
+            network = torchvision.models.get_model(name, weights=enum)
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            if not _looks_like_network_error(error):
+                raise
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            filename = Path(urlparse(enum.url).path).name
+            raise WeightsUnavailableError(
+                f"the weights of {name} are not cached and cannot be downloaded here: put "
+                f"{filename} (from {enum.url}) into {cache}/, or pass weights=PATH to load a local file"
+            ) from None
+    transform = enum.transforms()
+    crop = transform.crop_size[0]
+    return VisionModel(
+        network,
+        input_size=(crop, crop),
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        class_names=enum.meta["categories"],
+        resize_size=transform.resize_size[0],
+        interpolation="bicubic" if "BICUBIC" in str(transform.interpolation) else "bilinear",
+        name=name,
+    )
+
+
+def _load_timm(name: str, weights: str | Path | None) -> VisionModel:
+    if not timm.is_model(name.split(".")[0]):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
+        raise ValueError(f"unknown timm model {name!r}.{hint}")
+    if weights is not None:
+        network = timm.create_model(name, pretrained=False)
+        _load_state_dict(network, weights, TIMM_PREFIX + name)
+    else:
+        network = _create_pretrained_timm(name)
+    config = timm.data.resolve_data_config({}, model=network)
+    size = config["input_size"][1:]
+    num_classes = int(getattr(network, "num_classes", 1000))
+    names = imagenet_class_names() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
+    return VisionModel(
+        network,
+        input_size=(size[0], size[1]),
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        class_names=names,
+        resize_size=round(size[0] / config["crop_pct"]),
+        interpolation="bicubic" if config["interpolation"] == "bicubic" else "bilinear",
+        name=TIMM_PREFIX + name,
+    )
+
+
+def _create_pretrained_timm(name: str) -> nn.Module:
+    """``timm.create_model(name, pretrained=True)``, from the local cache when it has the file.
+
+    huggingface_hub retries an unreachable hub for most of a minute; so a cached file is
+    handed to timm directly, and a missing one fails at once when the hub's host does not
+    even resolve.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    cache = Path(constants.HF_HUB_CACHE)
+    if repo:
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = huggingface_hub.try_to_load_from_cache(repo, filename)
+            if isinstance(cached, str):
+                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+        host = urlparse(constants.ENDPOINT).hostname or ""
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            raise WeightsUnavailableError(
+                f"the weights of timm/{name} are not in the Hugging Face cache ({cache}) and the "
+                f"hub cannot be reached: on a machine with network run "
+                f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, copy "
+                f"its {cache}/models--{repo.replace('/', '--')} folder here, or pass weights=PATH"
+            ) from None
+    try:
+        return timm.create_model(name, pretrained=True)
+    except Exception as error:
+        if not _looks_like_network_error(error):
+            raise
+        raise WeightsUnavailableError(
+            f"the weights of timm/{name} could not be downloaded ({type(error).__name__}); place them "
+            f"in the Hugging Face cache ({cache}) or pass weights=PATH"
+        ) from None
+
+
+def _looks_like_network_error(error: BaseException) -> bool:
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, (urllib.error.URLError, socket.gaierror, ConnectionError, TimeoutError)):
+            return True
+        if type(chain).__name__ in {"LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"}:
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
