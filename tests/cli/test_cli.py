@@ -1,0 +1,68 @@
+"""The `spyglass` command, driven as a user would."""
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spyglass.cli.main import app
+from spyglass.data import sample_photos
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("predict", "layers", "demo", "models"):
+        assert command in result.output
+
+
+def test_predict_prints_top_k(tmp_path: Path) -> None:
+    sample_photos(["coffee"])["coffee"].save(tmp_path / "coffee.jpg")
+    result = runner.invoke(app, ["predict", str(tmp_path / "coffee.jpg"), "-k", "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].endswith("coffee.jpg")
+    assert len(lines) == 4
+    assert re.match(r"\s*\d+\.\d\d%\s+967\s+espresso", lines[1])
+
+
+def test_predict_bad_path_is_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 2
+    assert "error: no such file or directory" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_model_is_one_line_error(tmp_path: Path) -> None:
+    Image.new("RGB", (10, 10)).save(tmp_path / "a.png")
+    result = runner.invoke(app, ["predict", str(tmp_path / "a.png"), "--model", "resnet05"])
+    assert result.exit_code == 2 and "Did you mean resnet50" in result.output
+
+
+def test_layers_lists_splittable_layers() -> None:
+    result = runner.invoke(app, ["layers"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^blocks\.5\s+Sequential\s+192×7×7$", result.output, re.MULTILINE)
+    assert "blocks.5.1.conv_pw" not in result.output  # not a valid cut: hidden without --all
+
+
+def test_demo_writes_the_report(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<figure>") == 7
+    coffee = page[page.index('alt="coffee"') :]
+    coffee = coffee[: coffee.index("</figure>")]
+    assert "espresso" in coffee.split("<tr>")[1]  # first row of the coffee card
+    assert "✗" not in page  # every photo with an expected class got it
+    assert len(list((tmp_path / "images").glob("*.png"))) == 7
+
+
+@pytest.mark.parametrize("command", ["predict", "layers", "demo"])
+def test_each_command_has_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
