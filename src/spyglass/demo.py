@@ -30,7 +30,13 @@ def _predictions_section(
         rows = []
         for _index, label, probability in predictions.rows(i):
             bar = f'<div class="bar" style="width:{100 * probability:.1f}%"></div>'
-            rows.append([page.escape(label), f'<td class="p">{100 * probability:.1f}%</td>', bar])
+            rows.append(
+                [
+                    page.escape(label),
+                    f'<td class="p">{100 * probability:.1f}%</td>',
+                    f'<td class="b">{bar}</td>',
+                ]
+            )
         verdict = ""
         if name in SAMPLE_EXPECTED_CLASSES:
             top = int(predictions.indices[i, 0])

@@ -22,7 +22,8 @@ section { margin-top: 2.5rem; } .cards { display: flex; flex-wrap: wrap; gap: 1.
 figure { margin: 0; width: 15rem; } figure img { width: 15rem; height: 15rem; object-fit: cover;
   border-radius: 4px; } figcaption { font-weight: 600; margin: 0.3rem 0; }
 table { border-collapse: collapse; width: 100%; font-size: 0.85rem; }
-td { padding: 0.1rem 0.3rem; } td.p { text-align: right; font-variant-numeric: tabular-nums; width: 3.5rem; }
+td { padding: 0.1rem 0.3rem; } td.b { width: 22%; }
+td.p { text-align: right; font-variant-numeric: tabular-nums; width: 3.5rem; }
 .bar { background: #4c78a8; height: 0.6rem; border-radius: 2px; }
 .ok { color: #2a7a2a; } .miss { color: #b03030; }
 """
