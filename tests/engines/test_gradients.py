@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spyglass.engines import batched_gradients
+from spyglass.engines import batched_gradients, iter_gradients
 from spyglass.objectives import target_log_probability, target_logit, target_probability
 from tests.helpers import mixed_mode, module_flags
 
@@ -63,3 +63,32 @@ def test_bad_objective_and_targets_are_reported() -> None:
     with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
         batched_gradients(model, x, torch.tensor([0]), progress=False)
     assert target_logit(model, x, torch.tensor([0, 1])).shape == (2,)
+
+
+class Doubled:
+    """A lazy source: row i is 2 * base[i], built only when asked for."""
+
+    def __init__(self, base: torch.Tensor) -> None:
+        self.base = base
+        self.built: list[slice] = []
+
+    def __len__(self) -> int:
+        return int(self.base.shape[0])
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        self.built.append(rows)
+        return 2 * self.base[rows]
+
+
+def test_lazy_sources_are_built_one_batch_at_a_time() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh())
+    base = torch.rand(5, 3, 2, 2)
+    targets = torch.tensor([0, 1, 2, 3, 4])
+    source = Doubled(base)
+    grads = batched_gradients(model, source, targets, batch_size=2, progress=False)
+    expected = batched_gradients(model, 2 * base, targets, batch_size=5, progress=False)
+    torch.testing.assert_close(grads, expected)
+    assert source.built == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    rows = [rows for rows, _, _ in iter_gradients(model, base, targets, batch_size=3, progress=False)]
+    assert rows == [slice(0, 3), slice(3, 5)]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from spyglass.engines.sources import InputSource
 from spyglass.engines.state import inference_mode
 from spyglass.progress import progress_bar
 
@@ -37,7 +38,7 @@ def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
 
 def batched_forward(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: InputSource,
     *,
     batch_size: int = 32,
     progress: bool = True,
@@ -51,7 +52,8 @@ def batched_forward(
     model
         Any module; it runs in eval mode and each sub-module's mode is restored afterwards.
     inputs
-        ``(N, ...)``; may live on another device than the model (e.g. a large set of
+        A tensor ``(N, ...)`` or an :class:`~spyglass.engines.InputSource` that builds rows
+        on demand. A tensor may live on another device than the model (e.g. a large set of
         images on the CPU): each batch is moved to the model's device in turn.
     batch_size
         Inputs per forward pass: the memory bound.
@@ -67,12 +69,14 @@ def batched_forward(
     Returns
     -------
     Tensor
-        The outputs for all ``N`` inputs, on the device of ``inputs``.
+        The outputs for all ``N`` inputs, on the device of ``inputs`` when it is a tensor
+        (the model's device otherwise).
     """
     check_batch_size(batch_size)
     device = model_device(model)
+    out_device = inputs.device if isinstance(inputs, Tensor) else device
     outputs: list[Tensor] = []
-    n = int(inputs.shape[0])
+    n = len(inputs)
     batches = iter_batches(n, batch_size)
     with inference_mode(model), torch.no_grad():
         for rows in progress_bar(
@@ -80,5 +84,5 @@ def batched_forward(
         ):
             batch = inputs[rows].to(device, non_blocking=True)
             out = model(batch) if fn is None else fn(model, batch, rows)
-            outputs.append(out.to(inputs.device))
+            outputs.append(out.to(out_device))
     return torch.cat(outputs, dim=0)

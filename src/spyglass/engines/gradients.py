@@ -4,33 +4,39 @@ Saliency, Gradient×Input, Integrated Gradients, the SmoothGrad family, Grad-CAM
 MACO all need ``∂ objective(model, x, y) / ∂ x`` on many inputs. This is the one
 routine that computes it: in batches, in eval mode, through ``torch.autograd.grad`` so
 that no ``.grad`` is ever written on the model's parameters.
+
+:func:`iter_gradients` yields one batch at a time so that a method can reduce as it goes
+(Integrated Gradients sums along the path, SmoothGrad over the noise) with memory
+bounded by ``batch_size``; :func:`batched_gradients` collects everything.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from spyglass.engines.forward import check_batch_size, iter_batches, model_device
+from spyglass.engines.sources import InputSource
 from spyglass.engines.state import inference_mode
 from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
 
-__all__ = ["batched_gradients"]
+__all__ = ["batched_gradients", "iter_gradients"]
 
 
-def batched_gradients(
+def iter_gradients(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: InputSource,
     targets: Tensor,
     *,
     objective: Objective = target_logit,
     batch_size: int = 32,
     progress: bool = True,
-    return_scores: bool = False,
     desc: str = "gradients",
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Gradient of ``objective(model, x, y)`` with respect to ``x``, for every input.
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """Yield ``(rows, gradients, scores)`` batch by batch, on the model's device.
 
     Parameters
     ----------
@@ -38,32 +44,23 @@ def batched_gradients(
         Any module (a :class:`~spyglass.models.VisionModel`, or the ``h`` of a split when
         the gradient is wanted at an intermediate layer).
     inputs
-        ``(N, ...)`` points at which to differentiate.
+        A tensor ``(N, ...)`` or an :class:`InputSource` that builds rows on demand.
     targets
         ``(N,)`` long class indices passed to the objective.
     objective
-        ``(model, x, y) -> (N,)``; the default is the target logit. Each score must depend
+        ``(model, x, y) -> (B,)``; the default is the target logit. Each score must depend
         only on its own row of ``x`` (true of any per-image objective of a model in eval
         mode), so that the gradient of their sum is each score's own gradient.
     batch_size
         Inputs per forward/backward pass: the memory bound.
     progress
         Show a progress bar (on a terminal).
-    return_scores
-        Also return the ``(N,)`` objective values at ``inputs``.
-
-    Returns
-    -------
-    Tensor or (Tensor, Tensor)
-        ``(N, ...)`` gradients on the device of ``inputs`` (and the scores if asked).
     """
     check_batch_size(batch_size)
-    n = int(inputs.shape[0])
+    n = len(inputs)
     if targets.shape != (n,):
         raise ValueError(f"targets must have shape ({n},); got {tuple(targets.shape)}")
     device = model_device(model)
-    gradients: list[Tensor] = []
-    scores: list[Tensor] = []
     batches = iter_batches(n, batch_size)
     with inference_mode(model), torch.enable_grad():
         for rows in progress_bar(
@@ -78,8 +75,38 @@ def batched_gradients(
                     f"got {tuple(score.shape)}"
                 )
             (gradient,) = torch.autograd.grad(score.sum(), x)
-            gradients.append(gradient.to(inputs.device))
-            scores.append(score.detach().to(inputs.device))
+            yield rows, gradient, score.detach()
+
+
+def batched_gradients(
+    model: nn.Module,
+    inputs: InputSource,
+    targets: Tensor,
+    *,
+    objective: Objective = target_logit,
+    batch_size: int = 32,
+    progress: bool = True,
+    return_scores: bool = False,
+    desc: str = "gradients",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Gradient of ``objective(model, x, y)`` with respect to ``x``, for every input.
+
+    See :func:`iter_gradients` for the parameters. The result lives on the device of
+    ``inputs`` when it is a tensor (the model's device otherwise).
+
+    Returns
+    -------
+    Tensor or (Tensor, Tensor)
+        ``(N, ...)`` gradients (and the ``(N,)`` scores if ``return_scores``).
+    """
+    out_device = inputs.device if isinstance(inputs, Tensor) else model_device(model)
+    gradients: list[Tensor] = []
+    scores: list[Tensor] = []
+    for _rows, gradient, score in iter_gradients(
+        model, inputs, targets, objective=objective, batch_size=batch_size, progress=progress, desc=desc
+    ):
+        gradients.append(gradient.to(out_device))
+        scores.append(score.to(out_device))
     grads = torch.cat(gradients, dim=0)
     if return_scores:
         return grads, torch.cat(scores, dim=0)
