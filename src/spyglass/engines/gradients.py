@@ -13,6 +13,7 @@ bounded by ``batch_size``; :func:`batched_gradients` collects everything.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +77,34 @@ def iter_gradients(
                 )
             (gradient,) = torch.autograd.grad(score.sum(), x)
             yield rows, gradient, score.detach()
+
+
+@overload
+def batched_gradients(
+    model: nn.Module,
+    inputs: InputSource,
+    targets: Tensor,
+    *,
+    objective: Objective = ...,
+    batch_size: int = ...,
+    progress: bool = ...,
+    return_scores: Literal[False] = ...,
+    desc: str = ...,
+) -> Tensor: ...
+
+
+@overload
+def batched_gradients(
+    model: nn.Module,
+    inputs: InputSource,
+    targets: Tensor,
+    *,
+    objective: Objective = ...,
+    batch_size: int = ...,
+    progress: bool = ...,
+    return_scores: Literal[True],
+    desc: str = ...,
+) -> tuple[Tensor, Tensor]: ...
 
 
 def batched_gradients(

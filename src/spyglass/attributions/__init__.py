@@ -1,0 +1,29 @@
+"""Attribution methods: *where* the model looks.
+
+Every method is called as ``method(images, targets) -> maps`` with images
+``(N, 3, H, W)`` in [0, 1], targets an int or ``(N,)`` ints, and maps ``(N, H, W)``
+float32 at input resolution. Build one by class or by registered name:
+
+>>> from spyglass import attributions, models
+>>> model = models.load()
+>>> method = attributions.create("integrated_gradients", model, steps=32)
+>>> "saliency" in attributions.list_methods()
+True
+"""
+
+from spyglass.attributions._base import Attribution
+from spyglass.attributions._registry import create, list_methods, method_class, register
+from spyglass.attributions.gradient_input import GradientInput
+from spyglass.attributions.integrated_gradients import IntegratedGradients
+from spyglass.attributions.saliency import Saliency
+
+__all__ = [
+    "Attribution",
+    "GradientInput",
+    "IntegratedGradients",
+    "Saliency",
+    "create",
+    "list_methods",
+    "method_class",
+    "register",
+]
