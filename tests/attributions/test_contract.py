@@ -11,7 +11,12 @@ from tests.helpers import mixed_mode, module_flags
 
 METHODS = attributions.list_methods()
 # Cheap settings so that the whole registry runs in seconds on the tiny model.
-FAST = {"integrated_gradients": {"steps": 8}}
+FAST: dict[str, dict[str, object]] = {
+    "integrated_gradients": {"steps": 8},
+    "smoothgrad": {"nb_samples": 6},
+    "vargrad": {"nb_samples": 6},
+    "squaregrad": {"nb_samples": 6},
+}
 
 
 def build(name: str, model: VisionModel, **options: object) -> attributions.Attribution:

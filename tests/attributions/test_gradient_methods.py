@@ -143,3 +143,50 @@ def test_integrated_gradients_agrees_with_captum(
 def test_captum_is_not_a_runtime_dependency() -> None:
     src = Path(__file__).resolve().parents[2] / "src"
     assert not [p for p in src.rglob("*.py") if "captum" in p.read_text().replace("Captum", "")]
+
+
+# --- The noise tunnel: analytic cases ----------------------------------------------------
+
+
+def square_model(size: int = 3) -> VisionModel:
+    class Square(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x**2).flatten(1).sum(1, keepdim=True)
+
+    return VisionModel(Square(), input_size=(size, size), mean=(0, 0, 0), std=(1, 1, 1), class_names=["s"])
+
+
+def test_noise_tunnel_on_a_linear_model(linear: tuple[VisionModel, torch.Tensor, torch.Tensor]) -> None:
+    """The gradient does not depend on x: mean = W, variance = 0, square = W²."""
+    model, weight, images = linear
+    smooth = attributions.SmoothGrad(model, nb_samples=7, progress=False)(images, 1)
+    torch.testing.assert_close(smooth, weight[1].abs().amax(0).expand(2, -1, -1))
+    var = attributions.VarGrad(model, nb_samples=7, progress=False)(images, 1)
+    assert float(var.abs().max()) < 1e-10
+    square = attributions.SquareGrad(model, nb_samples=7, progress=False)(images, 1)
+    torch.testing.assert_close(square, (weight[1] ** 2).amax(0).expand(2, -1, -1))
+
+
+def test_noise_tunnel_on_a_quadratic_matches_its_moments() -> None:
+    """∇Σx² = 2(x + ε): mean 2x, variance 4σ², mean square 4(x² + σ²)."""
+    model = square_model()
+    x = torch.rand(1, 3, 3, 3, generator=torch.Generator().manual_seed(5))
+    sigma, n = 0.2, 4000
+    var = attributions.VarGrad(model, nb_samples=n, noise=sigma, batch_size=1000, progress=False)(x, 0)
+    torch.testing.assert_close(var, torch.full_like(var, 4 * sigma**2), rtol=0.12, atol=0)
+    square = attributions.SquareGrad(model, nb_samples=n, noise=sigma, batch_size=1000, progress=False)(x, 0)
+    torch.testing.assert_close(square, (4 * (x**2 + sigma**2)).amax(1), rtol=0.08, atol=0)
+    smooth = attributions.SmoothGrad(model, nb_samples=n, noise=sigma, batch_size=1000, progress=False)(x, 0)
+    torch.testing.assert_close(smooth, (2 * x).amax(1), rtol=0, atol=0.05)
+    exact = attributions.SmoothGrad(model, nb_samples=3, noise=0.0, progress=False)(x, 0)
+    torch.testing.assert_close(exact, (2 * x).amax(1))
+
+
+def test_noise_tunnel_rejects_bad_options(linear: tuple[VisionModel, torch.Tensor, torch.Tensor]) -> None:
+    model, _, _ = linear
+    with pytest.raises(ValueError, match="nb_samples must be a positive int"):
+        attributions.SmoothGrad(model, nb_samples=0)
+    with pytest.raises(ValueError, match="noise must be a non-negative"):
+        attributions.VarGrad(model, noise=-0.1)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        attributions.SquareGrad(model, seed=-1)

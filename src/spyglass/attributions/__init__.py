@@ -16,12 +16,16 @@ from spyglass.attributions._registry import create, list_methods, method_class, 
 from spyglass.attributions.gradient_input import GradientInput
 from spyglass.attributions.integrated_gradients import IntegratedGradients
 from spyglass.attributions.saliency import Saliency
+from spyglass.attributions.smoothgrad import SmoothGrad, SquareGrad, VarGrad
 
 __all__ = [
     "Attribution",
     "GradientInput",
     "IntegratedGradients",
     "Saliency",
+    "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
     "create",
     "list_methods",
     "method_class",
