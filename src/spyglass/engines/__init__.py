@@ -9,18 +9,35 @@ methods evaluating many variants of each image never hold them all in memory.
 
 Both stream the inputs in batches of ``batch_size``, so memory is bounded by the batch,
 not by the number of inputs; both run the model in eval mode and hand it back as found.
+
+- :func:`perturbation_scores`: the perturbation engine of the black-box methods, the
+  model's scores on every image under every mask, streamed the same way.
 """
 
 from spyglass.engines.forward import batched_forward, iter_batches
 from spyglass.engines.gradients import batched_gradients, iter_gradients
+from spyglass.engines.perturbation import (
+    Perturbation,
+    UpsampledMasks,
+    amplitude,
+    blurring,
+    inpainting,
+    perturbation_scores,
+)
 from spyglass.engines.sources import InputSource
 from spyglass.engines.state import inference_mode
 
 __all__ = [
     "InputSource",
+    "Perturbation",
+    "UpsampledMasks",
+    "amplitude",
     "batched_forward",
     "batched_gradients",
+    "blurring",
     "inference_mode",
+    "inpainting",
     "iter_batches",
     "iter_gradients",
+    "perturbation_scores",
 ]
