@@ -12,7 +12,7 @@ bounded by ``batch_size``; :func:`batched_gradients` collects everything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal, overload
 
 import torch
@@ -24,7 +24,10 @@ from spyglass.engines.state import inference_mode
 from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
 
-__all__ = ["batched_gradients", "iter_gradients"]
+__all__ = ["Reduction", "batched_gradients", "iter_gradients"]
+
+Reduction = Callable[[Tensor, slice], Tensor]
+"""``reduce(gradients (B, ...), rows) -> (B, ...)``: what to keep of one batch's gradients."""
 
 
 def iter_gradients(
@@ -89,6 +92,7 @@ def batched_gradients(
     batch_size: int = ...,
     progress: bool = ...,
     return_scores: Literal[False] = ...,
+    reduce: Reduction | None = ...,
     desc: str = ...,
 ) -> Tensor: ...
 
@@ -103,6 +107,7 @@ def batched_gradients(
     batch_size: int = ...,
     progress: bool = ...,
     return_scores: Literal[True],
+    reduce: Reduction | None = ...,
     desc: str = ...,
 ) -> tuple[Tensor, Tensor]: ...
 
@@ -116,12 +121,16 @@ def batched_gradients(
     batch_size: int = 32,
     progress: bool = True,
     return_scores: bool = False,
+    reduce: Reduction | None = None,
     desc: str = "gradients",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Gradient of ``objective(model, x, y)`` with respect to ``x``, for every input.
 
-    See :func:`iter_gradients` for the parameters. The result lives on the device of
-    ``inputs`` when it is a tensor (the model's device otherwise).
+    See :func:`iter_gradients` for the parameters. ``reduce(gradients, rows)``, when given,
+    turns each batch's gradients into what the caller keeps (e.g. a ``(B, H, W)`` map), so
+    that only the reduced result of all ``N`` inputs is ever held, not ``N`` full
+    gradients. The result lives on the device of ``inputs`` when it is a tensor (the
+    model's device otherwise).
 
     Returns
     -------
@@ -131,10 +140,11 @@ def batched_gradients(
     out_device = inputs.device if isinstance(inputs, Tensor) else model_device(model)
     gradients: list[Tensor] = []
     scores: list[Tensor] = []
-    for _rows, gradient, score in iter_gradients(
+    for rows, gradient, score in iter_gradients(
         model, inputs, targets, objective=objective, batch_size=batch_size, progress=progress, desc=desc
     ):
-        gradients.append(gradient.to(out_device))
+        kept = gradient if reduce is None else reduce(gradient, rows)
+        gradients.append(kept.to(out_device))
         scores.append(score.to(out_device))
     grads = torch.cat(gradients, dim=0)
     if return_scores:
