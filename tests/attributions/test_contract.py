@@ -16,6 +16,12 @@ FAST: dict[str, dict[str, object]] = {
     "smoothgrad": {"nb_samples": 6},
     "vargrad": {"nb_samples": 6},
     "squaregrad": {"nb_samples": 6},
+    "occlusion": {"patch": 8, "stride": 4},
+    "rise": {"nb_samples": 64, "grid_size": 4},
+    "sobol": {"grid_size": 4, "nb_design": 8},
+    "hsic": {"grid_size": 4, "nb_design": 32},
+    "lime": {"segmentation": "grid", "grid_size": 4, "nb_samples": 64},
+    "kernel_shap": {"segmentation": "grid", "grid_size": 4, "nb_samples": 64},
 }
 
 

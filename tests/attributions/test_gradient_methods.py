@@ -1,12 +1,11 @@
 """Gradient-family methods against hand computation, axioms and Captum."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from spyglass import attributions, data
 from spyglass.models import VisionModel
+from tests.attributions.peers import agree
 
 
 def linear_vision_model(weight: torch.Tensor, bias: float = 0.0) -> VisionModel:
@@ -95,22 +94,11 @@ def test_integrated_gradients_rejects_bad_options(
 captum_attr = pytest.importorskip("captum.attr")
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().flatten().double(), b.detach().flatten().double()
-    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-
-
 @pytest.fixture(scope="module")
 def photos(lite0: VisionModel) -> tuple[torch.Tensor, torch.Tensor]:
     chosen = data.sample_photos(["chelsea", "coffee", "motorcycle"])
     images = torch.stack([lite0.preprocess(p) for p in chosen.values()])
     return images, torch.tensor([282, 967, 665])
-
-
-def agree(ours: torch.Tensor, theirs: torch.Tensor) -> None:
-    for i in range(ours.shape[0]):
-        r = pearson(ours[i], theirs[i])
-        assert r >= 0.99, f"image {i}: Pearson {r:.4f} with Captum"
 
 
 def test_saliency_agrees_with_captum(lite0: VisionModel, photos: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -138,11 +126,6 @@ def test_integrated_gradients_agrees_with_captum(
         images, target=targets, n_steps=32, method="riemann_trapezoid", internal_batch_size=32
     )
     agree(ours, theirs.sum(1).detach())
-
-
-def test_captum_is_not_a_runtime_dependency() -> None:
-    src = Path(__file__).resolve().parents[2] / "src"
-    assert not [p for p in src.rglob("*.py") if "captum" in p.read_text().replace("Captum", "")]
 
 
 # --- The noise tunnel: analytic cases ----------------------------------------------------

@@ -13,17 +13,35 @@ True
 
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import create, list_methods, method_class, register
+from spyglass.attributions.gradcam import GradCAM, GradCAMPlusPlus
 from spyglass.attributions.gradient_input import GradientInput
+from spyglass.attributions.guided import DeconvNet, GuidedBackprop
+from spyglass.attributions.hsic import HsicAttribution
 from spyglass.attributions.integrated_gradients import IntegratedGradients
+from spyglass.attributions.kernel_shap import KernelShap
+from spyglass.attributions.lime import Lime
+from spyglass.attributions.occlusion import Occlusion
+from spyglass.attributions.rise import RISE
 from spyglass.attributions.saliency import Saliency
 from spyglass.attributions.smoothgrad import SmoothGrad, SquareGrad, VarGrad
+from spyglass.attributions.sobol import SobolAttribution
 
 __all__ = [
+    "RISE",
     "Attribution",
+    "DeconvNet",
+    "GradCAM",
+    "GradCAMPlusPlus",
     "GradientInput",
+    "GuidedBackprop",
+    "HsicAttribution",
     "IntegratedGradients",
+    "KernelShap",
+    "Lime",
+    "Occlusion",
     "Saliency",
     "SmoothGrad",
+    "SobolAttribution",
     "SquareGrad",
     "VarGrad",
     "create",

@@ -34,13 +34,13 @@ class GradientInput(Attribution):
     """
 
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:
-        gradients = batched_gradients(
+        return batched_gradients(
             self.model,
             images,
             targets,
             objective=self.objective,
             batch_size=self.batch_size,
             progress=self.progress,
+            reduce=lambda gradients, rows: (gradients * images[rows].to(gradients.device)).sum(dim=1),
             desc="gradient×input",
         )
-        return (gradients * images).sum(dim=1)

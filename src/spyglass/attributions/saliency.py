@@ -33,13 +33,13 @@ class Saliency(Attribution):
     """
 
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:
-        gradients = batched_gradients(
+        return batched_gradients(
             self.model,
             images,
             targets,
             objective=self.objective,
             batch_size=self.batch_size,
             progress=self.progress,
+            reduce=lambda gradients, _rows: gradients.abs().amax(dim=1),
             desc="saliency",
         )
-        return gradients.abs().amax(dim=1)
