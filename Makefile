@@ -40,6 +40,7 @@ test: lint typecheck pytest
 
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/forward.py
+	$(BIN)/python benchmarks/attributions.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -29,22 +29,31 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "imagenette-val"
-DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "forward.json"
+from _common import (
+    DEFAULT_DATA,
+    RESULTS,
+    SETTINGS,
+    TUNED_ENV,
+    int_list,
+    load_average,
+    load_images,
+    log,
+    machine_info,
+    positive_int,
+    require_spyglass,
+    run_child,
+    warn_if_busy,
+)
+
+DEFAULT_OUTPUT = RESULTS / "forward.json"
 DEFAULT_BATCH_SIZES = (1, 4, 16, 32, 64)
 DEFAULT_IMAGES = 64
 DEFAULT_REPEATS = 3
@@ -52,29 +61,14 @@ QUICK_BATCH_SIZES = (1, 4)
 QUICK_IMAGES = 8
 QUICK_REPEATS = 1
 
-TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-SETTINGS = ("default", "tuned")
 MODES = ("forward", "gradient")
 
 
 # --------------------------------------------------------------------------- arguments
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
-
-
 def batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(positive_int(part) for part in text.replace(",", " ").split())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not a list of positive integers: {text!r}") from error
-    if not sizes:
-        raise argparse.ArgumentTypeError("give at least one batch size")
-    return tuple(dict.fromkeys(sizes))  # drop repeats, keep order
+    return int_list(text, "batch size")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -137,33 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------- child
-
-
-def load_images(folder: Path, count: int, preprocess: Callable[[Any], Any]) -> tuple[Any, str]:
-    """``count`` preprocessed photos as one ``(count, 3, H, W)`` tensor, and their source."""
-    import torch
-
-    from spyglass import data
-
-    if folder.is_dir():
-        images = data.read_images(folder, preprocess, limit=count, progress=False).images
-        source = f"{folder} ({len(images)} photos)"
-    else:
-        photos = data.sample_photos()
-        images = torch.stack([preprocess(photo) for photo in photos.values()])
-        source = f"spyglass.data.sample_photos() ({len(images)} photos; {folder} is absent)"
-        log(f"data folder {folder} not found: using the {len(images)} bundled sample photos")
-    if len(images) == 0:
-        raise SystemExit(f"no readable photos in {folder}")
-    if len(images) < count:  # repeat the photos to fill the batch
-        repeats = -(-count // len(images))
-        images = images.repeat(repeats, 1, 1, 1)[:count]
-    return images.contiguous(), source
 
 
 def time_runs(run: Callable[[], object], n_images: int, repeats: int) -> list[float]:
@@ -239,38 +207,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ parent
 
 
-def child_env(setting: str) -> dict[str, str]:
-    """The environment of a child: the allocator variables removed, then set if tuned."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"
-    }
-    if setting == "tuned":
-        env.update(TUNED_ENV)
-    return env
-
-
-def run_child(setting: str, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="spyglass-bench-") as tmp:
-        output = Path(tmp) / "result.json"
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--batch-sizes",
-            ",".join(map(str, args.batch_sizes)),
-            "--images",
-            str(args.images),
-            "--repeats",
-            str(args.repeats),
-            "--data",
-            str(args.data),
-            "--child-output",
-            str(output),
-        ]
-        subprocess.run(command, env=child_env(setting), check=True)
-        result: dict[str, Any] = json.loads(output.read_text())
-    return result
+def run_setting(setting: str, args: argparse.Namespace) -> dict[str, Any]:
+    arguments = [
+        "--batch-sizes",
+        ",".join(map(str, args.batch_sizes)),
+        "--images",
+        str(args.images),
+        "--repeats",
+        str(args.repeats),
+        "--data",
+        str(args.data),
+    ]
+    return run_child(__file__, arguments, setting)
 
 
 def format_table(runs: dict[str, dict[str, Any]], batch_sizes: Sequence[int]) -> str:
@@ -295,45 +243,20 @@ def fmt(stats: dict[str, Any]) -> str:
     return f"{stats['images_per_s']:.1f} ({stats['ms_per_image']:.0f})"
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (None where the platform has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def orchestrate(args: argparse.Namespace) -> None:
-    # The children run this interpreter; fail here, not twice in them, if it lacks spyglass.
-    if importlib.util.find_spec("spyglass") is None:
-        raise SystemExit(f"cannot import spyglass with {sys.executable}; activate its environment")
-    load_before = load_average()
-    cpus = os.cpu_count() or 1
-    if load_before is not None and load_before > 0.5:
-        log(
-            f"warning: 1-minute load average is {load_before:.2f} on {cpus} CPU(s); "
-            "other work on the machine will slow the measurements"
-        )
+    require_spyglass()
+    load_before = warn_if_busy()
     started = time.perf_counter()
     runs: dict[str, dict[str, Any]] = {}
     for setting in SETTINGS:
         log(f"[{setting} allocator] measuring in a child process ...")
         env = TUNED_ENV if setting == "tuned" else {}
-        runs[setting] = {"env": env, **run_child(setting, args)}
+        runs[setting] = {"env": env, **run_setting(setting, args)}
         log(f"[{setting} allocator] {runs[setting]['allocator']}")
     wall = time.perf_counter() - started
     load_after = load_average()
     threads = runs["default"]["threads"]
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": cpus,
-        "python": platform.python_version(),
-        "torch": runs["default"]["torch"],
-        "threads": threads,
-        "load_average_1min_before": load_before,
-        "load_average_1min_after": load_after,
-    }
+    machine = machine_info(runs["default"]["torch"], threads, load_before, load_after)
     report = {
         "benchmark": "forward",
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
