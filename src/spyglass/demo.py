@@ -1,28 +1,50 @@
 """The main job on the embedded default: one report page for the bundled photos.
 
-``make demo`` and ``spyglass demo`` run :func:`run_demo`. Today the page shows each
-bundled photo as the model sees it (resized and centre-cropped) with its top-5 classes;
-each later family (attributions, metrics, concepts, feature visualization) adds its
-section here, so the demo stays one command.
+``make demo`` and ``spyglass demo`` run :func:`run_demo`. The page shows each bundled
+photo as the model sees it (resized and centre-cropped) with its top-5 classes, then
+where the model looks: attribution maps of its top-1 class. Each later family (metrics,
+concepts, feature visualization) adds its section here, so the demo stays one command.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+from torch import Tensor
 from torchvision.transforms.functional import to_pil_image
 
+from spyglass import attributions, plots
 from spyglass.data.samples import SAMPLE_EXPECTED_CLASSES, sample_photos
-from spyglass.models import DEFAULT_MODEL, VisionModel, load
+from spyglass.models import DEFAULT_MODEL, Predictions, VisionModel, load
 from spyglass.report import Page
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_METHODS", "run_demo"]
+
+# The attribution methods of the demo, in column order, with settings cheap enough for a
+# 2-core CPU: model evaluations per photo are in the comments (7 photos; about 80 forward
+# passes or 25 gradients a second there). A method shows up once it is registered; a new
+# method adds its line here, with options that keep it cheap.
+DEMO_METHODS: dict[str, dict[str, object]] = {
+    "saliency": {},  # 1 gradient
+    "integrated_gradients": {"steps": 16},  # 16 gradients
+    "smoothgrad": {"nb_samples": 16},  # 16 gradients
+    "gradcam": {},  # 1 gradient
+    "sobol": {"grid_size": 7, "nb_design": 8},  # 8 · (7² + 2) = 408 forward passes
+    "rise": {"nb_samples": 400},  # 400 forward passes
+}
+# Images per batch: the per-image cost of the default model is lowest near 16 (DESIGN.md).
+_DEMO_BATCH_SIZE = 16
 
 
 def _predictions_section(
-    page: Page, model: VisionModel, names: list[str], images: torch.Tensor, progress: bool
-) -> None:
+    page: Page, model: VisionModel, names: list[str], images: Tensor, progress: bool
+) -> Predictions:
     predictions = model.predict(images, top_k=5, progress=progress)
     cards = []
     for i, name in enumerate(names):
@@ -47,10 +69,105 @@ def _predictions_section(
             f"<figcaption>{page.escape(name)}{verdict}</figcaption>{page.table(rows)}</figure>"
         )
     page.add_section("What the model predicts", f'<div class="cards">{"".join(cards)}</div>')
+    return predictions
 
 
-def run_demo(out: str | Path = "out/demo", *, model_name: str = DEFAULT_MODEL, progress: bool = True) -> Path:
+def _ramp(signed: bool) -> str:
+    """A small CSS gradient of the colour map a column is drawn with, as its legend."""
+    cmap = colormaps[plots.DIVERGING_CMAP if signed else plots.SEQUENTIAL_CMAP]
+    stops = ", ".join(to_hex(cmap(float(t))) for t in np.linspace(0.0, 1.0, 7))
+    ends = ("−", "+") if signed else ("low", "high")
+    return (
+        f'<div class="ramp"><span>{ends[0]}</span>'
+        f'<i style="background:linear-gradient(to right, {stops})"></i><span>{ends[1]}</span></div>'
+    )
+
+
+def _attributions_section(
+    page: Page,
+    model: VisionModel,
+    names: list[str],
+    images: Tensor,
+    predictions: Predictions,
+    methods: list[str],
+    progress: bool,
+) -> None:
+    targets = predictions.indices[:, 0]
+    header = ['<th scope="col">photo · top-1 class</th>']
+    columns: list[list[str]] = []
+    for method in methods:
+        start = time.perf_counter()
+        explainer = attributions.create(
+            method,
+            model,
+            batch_size=_DEMO_BATCH_SIZE,
+            progress=progress,
+            **DEMO_METHODS.get(method, {}),
+        )
+        maps = explainer(images, targets)
+        seconds = time.perf_counter() - start
+        signed = plots.is_signed(maps)
+        header.append(
+            f'<th scope="col">{page.escape(method.replace("_", " "))}'
+            f'<div class="time">{seconds:.1f} s</div>{_ramp(signed)}</th>'
+        )
+        cells = []
+        for i, name in enumerate(names):
+            url = page.add_image(f"{method}_{name}", plots.overlay(images[i], maps[i], signed=signed))
+            cells.append(f'<td><img src="{url}" alt="{page.escape(f"{method} map of {name}")}"></td>')
+        columns.append(cells)
+    rows = []
+    for i, name in enumerate(names):
+        url = page.add_image(f"photo_{name}", to_pil_image(images[i]))
+        label = page.escape(predictions.names[i][0])
+        first = (
+            f'<td><img src="{url}" alt="{page.escape(name)}">'
+            f'<div class="label">{page.escape(name)} · {label}</div></td>'
+        )
+        rows.append("<tr>" + first + "".join(column[i] for column in columns) + "</tr>")
+    note = (
+        "<p>Attribution maps of each photo's top-1 class over a greyed copy of the photo. "
+        "Each map is scaled on its own, robustly (percentiles 1 to 99): signed maps are "
+        "red where a pixel speaks for the class and blue where it speaks against it, "
+        "one-signed maps brighter where it matters more. The time under each method is "
+        f"for all {len(names)} photos on this machine.</p>"
+    )
+    table = f'<table class="attr"><tr>{"".join(header)}</tr>{"".join(rows)}</table>'
+    page.add_section("Where the model looks", note + f'<div class="scroll">{table}</div>')
+
+
+def _demo_methods(methods: Sequence[str] | None) -> list[str]:
+    if methods is None:
+        registered = attributions.list_methods()
+        return [name for name in DEMO_METHODS if name in registered]
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a sequence of method names; got the string {methods!r}")
+    for name in methods:
+        attributions.method_class(name)  # unknown names fail before any work, with suggestions
+    return list(dict.fromkeys(methods))
+
+
+def run_demo(
+    out: str | Path = "out/demo",
+    *,
+    model_name: str = DEFAULT_MODEL,
+    methods: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Path:
     """Explain the bundled photos with ``model_name`` and write ``out/index.html``.
+
+    Parameters
+    ----------
+    out
+        Folder of the page and its images.
+    model_name
+        See :func:`spyglass.models.load`.
+    methods
+        Attribution methods of the "Where the model looks" section (default: those of
+        :data:`DEMO_METHODS` that are registered, with its cheap settings; an empty list
+        leaves the section out).
+    progress
+        Show progress bars (on a terminal).
 
     Returns
     -------
@@ -63,6 +180,7 @@ def run_demo(out: str | Path = "out/demo", *, model_name: str = DEFAULT_MODEL, p
     >>> run_demo("out/demo")                                    # doctest: +SKIP
     PosixPath('out/demo/index.html')
     """
+    chosen = _demo_methods(methods)
     model = load(model_name)
     photos = sample_photos()
     names = list(photos)
@@ -71,5 +189,7 @@ def run_demo(out: str | Path = "out/demo", *, model_name: str = DEFAULT_MODEL, p
         "spyglass demo",
         subtitle=f"{model.name} · {len(names)} bundled photographs (scikit-image, scikit-learn)",
     )
-    _predictions_section(page, model, names, images, progress)
+    predictions = _predictions_section(page, model, names, images, progress)
+    if chosen:
+        _attributions_section(page, model, names, images, predictions, chosen, progress)
     return page.write(out)

@@ -4,11 +4,13 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from spyglass.cli.main import app
 from spyglass.data import sample_photos
+from spyglass.models import VisionModel
 
 runner = CliRunner()
 
@@ -16,7 +18,7 @@ runner = CliRunner()
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("predict", "layers", "demo", "models"):
+    for command in ("predict", "layers", "explain", "demo", "models"):
         assert command in result.output
 
 
@@ -51,18 +53,50 @@ def test_layers_lists_splittable_layers() -> None:
 
 
 def test_demo_writes_the_report(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--no-progress"])
+    # One cheap method keeps the test fast; `make demo` runs the default set.
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--method", "saliency", "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert re.search(r"wrote .*index\.html in \d+ s", result.output)
     page = (tmp_path / "index.html").read_text()
     assert page.count("<figure>") == 7
     coffee = page[page.index('alt="coffee"') :]
     coffee = coffee[: coffee.index("</figure>")]
     assert "espresso" in coffee.split("<tr>")[1]  # first row of the coffee card
     assert "✗" not in page  # every photo with an expected class got it
-    assert len(list((tmp_path / "images").glob("*.png"))) == 7
+    # "Where the model looks": one saliency overlay per photo, for its top-1 class.
+    section = page[page.index("Where the model looks") :]
+    assert section.count('alt="saliency map of') == 7
+    assert "coffee · espresso" in section
+    overlays = sorted((tmp_path / "images").glob("saliency_*.png"))
+    assert len(overlays) == 7 and Image.open(overlays[0]).size == (224, 224)
+    assert len(list((tmp_path / "images").glob("*.png"))) == 14
 
 
-@pytest.mark.parametrize("command", ["predict", "layers", "demo"])
+def test_demo_unknown_method_is_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--method", "sobolz"])
+    assert result.exit_code == 2 and "Did you mean sobol" in result.output
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_demo_default_methods_are_registered_and_known() -> None:
+    from spyglass import attributions
+    from spyglass.demo import DEMO_METHODS, _demo_methods
+
+    chosen = _demo_methods(None)
+    assert chosen and set(chosen) <= set(attributions.list_methods())
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    model = VisionModel(network, input_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, class_names=["a", "b"])
+    for name in chosen:  # the demo's cheap settings are options the method takes
+        attributions.create(name, model.eval(), **DEMO_METHODS[name])
+
+
+@pytest.mark.parametrize("command", ["predict", "layers", "explain", "demo"])
 def test_each_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

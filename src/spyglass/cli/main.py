@@ -103,20 +103,202 @@ def list_models() -> None:
         typer.echo(name)
 
 
+# Cheap methods for `explain` when none is named; only those registered at run time are used.
+_DEFAULT_EXPLAIN_METHODS = ("saliency", "integrated_gradients", "gradcam")
+# Rows of the attributions.png grid; every map is still written as .npy.
+_MAX_GRID_ROWS = 32
+# Set by the command itself from its own options.
+_RESERVED_OPTIONS = {"batch_size": "--batch-size", "progress": "--progress", "objective": "(not settable)"}
+
+
+def _parse_value(text: str) -> object:
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def _method_options(specs: list[str], methods: list[str]) -> dict[str, dict[str, object]]:
+    """``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (one method) → options per method."""
+    options: dict[str, dict[str, object]] = {name: {} for name in methods}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must be KEY=VALUE or METHOD.KEY=VALUE (e.g. steps=32); got {spec!r}")
+        scope, dot, key = key.rpartition(".")
+        if key in _RESERVED_OPTIONS:
+            raise ValueError(f"--option {key} is set by the command; use {_RESERVED_OPTIONS[key]}")
+        if dot and scope not in options:
+            raise ValueError(
+                f"--option {spec!r} names method {scope!r}, which is not among {', '.join(methods)}"
+            )
+        for name in [scope] if dot else methods:
+            options[name][key] = _parse_value(text)
+    return options
+
+
+def _print_methods(value: bool) -> None:
+    if value:
+        from spyglass import attributions
+
+        for name in attributions.list_methods():
+            typer.echo(name)
+        raise typer.Exit()
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """File stems, made unique (``a``, ``a-2``) so that no two images share a .npy name."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
+    return stems
+
+
+@app.command()
+def explain(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="IMAGE_OR_DIR",
+            help="An image file or a folder of images (or several).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the maps and the grid into.")],
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "-M",
+            help="Attribution method, repeatable (default: saliency, integrated_gradients and "
+            "gradcam where registered). See `spyglass explain --list-methods`.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        int | None,
+        typer.Option("--target", "-t", help="Class to explain (default: each image's top-1 class)."),
+    ] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    batch_size: Annotated[int, typer.Option(help="Model evaluations per batch (bounds memory).")] = 32,
+    limit: Annotated[int | None, typer.Option(min=1, help="Explain at most this many images.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Method option KEY=VALUE for every method, or METHOD.KEY=VALUE for one "
+            "(e.g. integrated_gradients.steps=32).",
+            show_default=False,
+        ),
+    ] = None,
+    list_methods: Annotated[
+        bool,
+        typer.Option(
+            "--list-methods",
+            help="List the registered methods and exit.",
+            is_eager=True,
+            callback=_print_methods,
+        ),
+    ] = False,
+    progress: ProgressOption = True,
+) -> None:
+    """Explain each image's class with attribution methods; write the maps and a grid.
+
+    Writes OUT/<image>.<method>.npy (one (H, W) float32 map per image and method, at the
+    model's input resolution, after its resize and centre crop) and OUT/attributions.png.
+    """
+    import numpy as np
+
+    from spyglass import attributions, data, models, plots
+    from spyglass.validation import check_targets
+
+    del list_methods  # handled by its eager callback
+    try:
+        if methods:
+            chosen = list(dict.fromkeys(methods))
+        else:
+            chosen = [m for m in _DEFAULT_EXPLAIN_METHODS if m in attributions.list_methods()]
+            if not chosen:
+                raise ValueError("no default method is registered; name one with --method")
+        for name in chosen:
+            attributions.method_class(name)  # an unknown name fails here, before any work
+        options = _method_options(option or [], chosen)
+        vision_model = models.load(model)
+        batch = data.read_images(paths, vision_model.preprocess, limit=limit, progress=progress)
+        if target is None:
+            predictions = vision_model.predict(
+                batch.images, top_k=1, batch_size=batch_size, progress=progress
+            )
+            targets = predictions.indices[:, 0]
+            why = [f"top-1, {100 * float(p):.1f}%" for p in predictions.probabilities[:, 0]]
+        else:
+            targets = check_targets(target, len(batch), vision_model.num_classes)
+            why = ["--target"] * len(batch)
+        maps = {
+            name: attributions.create(
+                name, vision_model, batch_size=batch_size, progress=progress, **options[name]
+            )(batch.images, targets)
+            for name in chosen
+        }
+    except (ValueError, TypeError, models.WeightsUnavailableError) as error:
+        raise _fail(error) from None
+
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(batch.paths)
+    class_names = [vision_model.class_names[int(k)] for k in targets]
+    for i, (path, stem) in enumerate(zip(batch.paths, stems, strict=True)):
+        typer.echo(f"{path}: {int(targets[i])} {class_names[i]} ({why[i]})")
+        for name, values in maps.items():
+            np.save(out / f"{stem}.{name}.npy", values[i].numpy())
+    shown = min(len(batch), _MAX_GRID_ROWS)
+    row_labels = [f"{stem}: {label}" for stem, label in zip(stems, class_names, strict=True)]
+    figure = plots.attributions(
+        batch.images[:shown],
+        {name: values[:shown] for name, values in maps.items()},
+        row_labels=row_labels[:shown],
+    )
+    grid = out / "attributions.png"
+    figure.savefig(grid)
+    typer.echo(f"wrote {len(batch) * len(maps)} map(s) to {out}/<image>.<method>.npy")
+    note = f" (the first {shown} of {len(batch)} images)" if shown < len(batch) else ""
+    typer.echo(f"wrote {grid}{note}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder to write the report into.")] = Path("out/demo"),
     model: ModelOption = DEFAULT_MODEL,
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "-M",
+            help="Attribution method of the report, repeatable (default: a cheap registered set).",
+            show_default=False,
+        ),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Run the main job on the bundled photos and write an HTML report."""
+    import time
+
+    from spyglass import models
     from spyglass.demo import run_demo
 
+    start = time.perf_counter()
     try:
-        index = run_demo(out, model_name=model, progress=progress)
-    except (ValueError, TypeError) as error:
+        index = run_demo(out, model_name=model, methods=methods, progress=progress)
+    except (ValueError, TypeError, models.WeightsUnavailableError) as error:
         raise _fail(error) from None
-    typer.echo(f"wrote {index}")
+    typer.echo(f"wrote {index} in {time.perf_counter() - start:.0f} s")
 
 
 def main() -> None:

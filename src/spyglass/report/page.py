@@ -26,6 +26,15 @@ td { padding: 0.1rem 0.3rem; } td.b { width: 22%; }
 td.p { text-align: right; font-variant-numeric: tabular-nums; width: 3.5rem; }
 .bar { background: #4c78a8; height: 0.6rem; border-radius: 2px; }
 .ok { color: #2a7a2a; } .miss { color: #b03030; }
+.scroll { overflow-x: auto; }
+table.attr { width: auto; table-layout: fixed; border-spacing: 0.3rem; border-collapse: separate; }
+.attr th { width: 9rem; font-weight: 600; font-size: 0.85rem; vertical-align: bottom; text-align: left; }
+.attr td { padding: 0; vertical-align: top; }
+.attr img { width: 9rem; height: 9rem; display: block; border-radius: 3px; }
+.attr .label { font-size: 0.8rem; width: 9rem; margin-top: 0.15rem; }
+.attr .time { color: #666; font-weight: 400; }
+.ramp { display: flex; align-items: center; gap: 0.25rem; font-weight: 400; color: #666; font-size: 0.75rem; }
+.ramp i { display: inline-block; width: 6rem; height: 0.5rem; border-radius: 2px; }
 """
 
 
