@@ -16,18 +16,16 @@ distribution, each coalition with its complement (paired sampling). With ``nb_sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import combinations
 from math import comb
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import Tensor, nn
+from torch import Tensor
 
 from spyglass.attributions._registry import register
-from spyglass.attributions._surrogate import Segmentation, SurrogateAttribution, weighted_least_squares
-from spyglass.objectives import Objective, target_logit
+from spyglass.attributions._surrogate import SurrogateAttribution, weighted_least_squares
 
 __all__ = ["KernelShap", "shapley_kernel"]
 
@@ -89,33 +87,6 @@ class KernelShap(SurrogateAttribution):
     >>> maps.shape
     torch.Size([1, 224, 224])
     """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        segmentation: str | Segmentation = "slic",
-        n_segments: int = 50,
-        grid_size: int = 8,
-        nb_samples: int = 1000,
-        value: float | Sequence[float] | Tensor | None = None,
-        seed: int = 0,
-        objective: Objective = target_logit,
-        batch_size: int = 32,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            model,
-            segmentation=segmentation,
-            n_segments=n_segments,
-            grid_size=grid_size,
-            nb_samples=nb_samples,
-            value=value,
-            seed=seed,
-            objective=objective,
-            batch_size=batch_size,
-            progress=progress,
-        )
 
     def coalitions(self, nb_segments: int) -> tuple[Tensor, Tensor]:
         """Rows 0 and 1 are the full and empty coalitions (weight 0: they enter through the constraint)."""
