@@ -23,6 +23,10 @@ Every learner has ``fit(A)``, ``transform(A)``, ``fit_transform(A)``,
 the device they come on, and is in the registry (``list_learners()``,
 ``create_learner(name, n_concepts, …)``).
 
+:class:`Craft` puts them to work on a model: concepts of a class learned from crops of its
+images at a layer, their importance for the class (Sobol' indices or Gradient×Input in
+concept space), where they are in an image, and their sub-concepts at an earlier layer.
+
 Fitting uses scikit-learn where it is the well-kept reference (NMF, PCA, FastICA,
 k-means); coding is our own torch code, because it runs at every spatial position of every
 image, on the model's device, and must be differentiable with respect to the activations
@@ -32,6 +36,7 @@ no library offers.
 
 from spyglass.concepts._base import DictionaryLearner, NotFittedError, check_activations
 from spyglass.concepts._registry import create_learner, learner_class, list_learners, register
+from spyglass.concepts.craft import Craft
 from spyglass.concepts.kmeans import KMeans
 from spyglass.concepts.linear import ICA, PCA
 from spyglass.concepts.metrics import (
@@ -50,6 +55,7 @@ __all__ = [
     "NMF",
     "PCA",
     "ConceptMatch",
+    "Craft",
     "DictionaryLearner",
     "KMeans",
     "NotFittedError",
