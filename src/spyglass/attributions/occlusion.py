@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._perturbations import check_fill
 from spyglass.attributions._registry import register
+from spyglass.engines.forward import iter_batches
 from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
 
@@ -143,6 +144,10 @@ class Occlusion(Attribution):
         # Spreading each window's drop over its pixels is a transposed convolution with a
         # patch of ones; its output runs past the border exactly where the last windows do.
         ones = torch.ones(1, 1, self.patch, self.patch, dtype=torch.float64)
-        total = F.conv_transpose2d(drops, ones, stride=self.stride)[..., :height, :width]
         count = F.conv_transpose2d(torch.ones_like(drops[:1]), ones, stride=self.stride)[..., :height, :width]
-        return (total / count)[:, 0].to(images.device, torch.float32)
+        # A few images at a time, so the float64 temporaries stay the size of a batch, not of N maps.
+        maps = torch.empty(images.shape[0], height, width, device=images.device)
+        for rows in iter_batches(images.shape[0], self.batch_size):
+            total = F.conv_transpose2d(drops[rows], ones, stride=self.stride)[..., :height, :width]
+            maps[rows] = (total / count)[:, 0].to(maps)
+        return maps

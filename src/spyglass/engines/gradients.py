@@ -138,15 +138,22 @@ def batched_gradients(
         ``(N, ...)`` gradients (and the ``(N,)`` scores if ``return_scores``).
     """
     out_device = inputs.device if isinstance(inputs, Tensor) else model_device(model)
-    gradients: list[Tensor] = []
-    scores: list[Tensor] = []
+    n = len(inputs)
+    # Filled in place, allocated once the first batch shows the shape: no list of pieces to
+    # concatenate at the end (which would hold the result twice).
+    kept_all: Tensor | None = None
+    scores: Tensor | None = None
     for rows, gradient, score in iter_gradients(
         model, inputs, targets, objective=objective, batch_size=batch_size, progress=progress, desc=desc
     ):
         kept = gradient if reduce is None else reduce(gradient, rows)
-        gradients.append(kept.to(out_device))
-        scores.append(score.to(out_device))
-    grads = torch.cat(gradients, dim=0)
+        if kept_all is None or scores is None:
+            kept_all = torch.empty((n, *kept.shape[1:]), dtype=kept.dtype, device=out_device)
+            scores = torch.empty(n, dtype=score.dtype, device=out_device)
+        kept_all[rows] = kept
+        scores[rows] = score
+    if kept_all is None or scores is None:
+        raise ValueError("inputs is empty: there is nothing to differentiate")
     if return_scores:
-        return grads, torch.cat(scores, dim=0)
-    return grads
+        return kept_all, scores
+    return kept_all
