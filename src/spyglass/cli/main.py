@@ -273,6 +273,93 @@ def explain(
 
 
 @app.command()
+def concepts(
+    images_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IMAGES_DIR",
+            help="A folder of photos of the class (of an ImageFolder tree, the class's folder).",
+            show_default=False,
+        ),
+    ],
+    class_id: Annotated[
+        int, typer.Option("--class", "-c", help="ImageNet class index to explain.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the figures and concepts.npz into.")],
+    model: ModelOption = DEFAULT_MODEL,
+    n_concepts: Annotated[int, typer.Option(min=1, help="Number of concepts to extract.")] = 10,
+    patch_size: Annotated[
+        int, typer.Option(min=1, help="Side of the square crops, in pixels of the model's input.")
+    ] = 64,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use at most this many images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Crops or images per forward pass (bounds memory).")] = 32,
+    nb_design: Annotated[
+        int, typer.Option(help="Sobol' design size: nb_design · (n_concepts + 2) evaluations per image.")
+    ] = 32,
+    progress: ProgressOption = True,
+) -> None:
+    """Extract the concepts a model uses for a class (CRAFT) and how much each matters.
+
+    Fits CRAFT on crops of the photos, estimates each concept's Sobol' importance on them,
+    and writes OUT/importance.png, OUT/crops.png (each concept's most typical crops),
+    OUT/maps.png (where each concept is in the first photo) and OUT/concepts.npz
+    (components, importance, class_id, layer).
+    """
+    import numpy as np
+
+    from spyglass import data, models, plots
+    from spyglass.concepts import Craft
+
+    try:
+        vision_model = models.load(model)
+        if not 0 <= class_id < vision_model.num_classes:
+            raise ValueError(
+                f"--class must be a class index in [0, {vision_model.num_classes - 1}]; got {class_id}"
+            )
+        if not images_dir.is_dir():
+            raise ValueError(f"IMAGES_DIR must be a folder of images; {images_dir} is not a folder")
+        batch = data.read_images(images_dir, vision_model.preprocess, limit=limit, progress=progress)
+        craft = Craft(
+            vision_model,
+            n_concepts=n_concepts,
+            patch_size=patch_size,
+            batch_size=batch_size,
+            progress=progress,
+        ).fit(batch.images, class_id)
+        importance = craft.importance(batch.images, nb_design=nb_design)
+        first_maps = craft.concept_maps(batch.images[:1])[0]
+    except (ValueError, TypeError, models.WeightsUnavailableError) as error:
+        raise _fail(error) from None
+
+    out.mkdir(parents=True, exist_ok=True)
+    class_name = vision_model.class_names[class_id]
+    typer.echo(
+        f"{n_concepts} concepts of class {class_id} {class_name} at layer {craft.layer} from "
+        f"{len(batch)} image(s), {craft.crops_.shape[0]} crops "
+        f"(reconstruction error {craft.reconstruction_error_:.3f})"
+    )
+    ranking = importance.argsort(descending=True).tolist()
+    typer.echo("importance: " + ", ".join(f"{k}: {float(importance[k]):.3f}" for k in ranking))
+    figures = {
+        "importance.png": plots.concept_importance(importance),
+        "crops.png": plots.concept_crops(craft, concepts=ranking, importance=importance),
+        "maps.png": plots.concept_maps(batch.images[0], first_maps, importance=importance),
+    }
+    for name, figure in figures.items():
+        figure.savefig(out / name)
+        typer.echo(f"wrote {out / name}")
+    np.savez(
+        out / "concepts.npz",
+        components=craft.components_.detach().cpu().float().numpy(),
+        importance=importance.detach().cpu().float().numpy(),
+        class_id=np.int64(class_id),
+        layer=np.str_(craft.layer),
+    )
+    typer.echo(f"wrote {out / 'concepts.npz'}")
+    typer.echo(f"(maps.png shows {batch.paths[0]})")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder to write the report into.")] = Path("out/demo"),
     model: ModelOption = DEFAULT_MODEL,

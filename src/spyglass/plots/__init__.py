@@ -18,5 +18,15 @@ from spyglass.plots.attributions import (
     is_signed,
     overlay,
 )
+from spyglass.plots.concepts import concept_crops, concept_importance, concept_maps
 
-__all__ = ["DIVERGING_CMAP", "SEQUENTIAL_CMAP", "attributions", "is_signed", "overlay"]
+__all__ = [
+    "DIVERGING_CMAP",
+    "SEQUENTIAL_CMAP",
+    "attributions",
+    "concept_crops",
+    "concept_importance",
+    "concept_maps",
+    "is_signed",
+    "overlay",
+]
