@@ -26,6 +26,9 @@ the device they come on, and is in the registry (``list_learners()``,
 :class:`Craft` puts them to work on a model: concepts of a class learned from crops of its
 images at a layer, their importance for the class (Sobol' indices or Gradient×Input in
 concept space), where they are in an image, and their sub-concepts at an earlier layer.
+:func:`concept_deletion`, :func:`concept_insertion` and :func:`concept_mufidelity` measure
+the fidelity of a concept importance (the holistic paper's C-Deletion, C-Insertion and
+C-μFidelity).
 
 Fitting uses scikit-learn where it is the well-kept reference (NMF, PCA, FastICA,
 k-means); coding is our own torch code, because it runs at every spatial position of every
@@ -37,6 +40,7 @@ no library offers.
 from spyglass.concepts._base import DictionaryLearner, NotFittedError, check_activations
 from spyglass.concepts._registry import create_learner, learner_class, list_learners, register
 from spyglass.concepts.craft import Craft
+from spyglass.concepts.fidelity import concept_deletion, concept_insertion, concept_mufidelity
 from spyglass.concepts.kmeans import KMeans
 from spyglass.concepts.linear import ICA, PCA
 from spyglass.concepts.metrics import (
@@ -62,6 +66,9 @@ __all__ = [
     "SemiNMF",
     "SparseCoding",
     "check_activations",
+    "concept_deletion",
+    "concept_insertion",
+    "concept_mufidelity",
     "create_learner",
     "dictionary_stability",
     "hoyer_sparsity",

@@ -529,18 +529,26 @@ class Craft:
             "steps": check_int(steps, "steps", 1),
             "seed": self.seed if seed is None else check_seed(seed),
         }
-        learner = self.learner_
         images = check_images(images)
-        _, top = self._split()
         parts: list[Tensor] = []
         with inference_mode(self.model):
-            for coded in self._coded_batches(images, f"CRAFT importance ({method})"):
-                space = ConceptSpace(
-                    top, learner, self.objective, coded.codes, coded.residual, coded.spatial, self.class_id_
-                )
+            for space in self._concept_spaces(images, f"CRAFT importance ({method})"):
                 parts.append(space.run(method, options, self.batch_size))
         scores = torch.cat(parts).to(torch.float32)
         return scores if per_image else scores.mean(dim=0)
+
+    def _concept_spaces(self, images: Tensor, desc: str) -> Iterator[ConceptSpace]:
+        """``images`` (checked) batch by batch as :class:`ConceptSpace` s of the fitted class.
+
+        The caller holds :func:`~spyglass.engines.state.inference_mode` on the model while it
+        iterates; :meth:`importance` and :mod:`spyglass.concepts.fidelity` share this.
+        """
+        learner = self.learner_
+        _, top = self._split()
+        for coded in self._coded_batches(images, desc):
+            yield ConceptSpace(
+                top, learner, self.objective, coded.codes, coded.residual, coded.spatial, self.class_id_
+            )
 
     # --- recursion -------------------------------------------------------------------------
 
