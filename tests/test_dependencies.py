@@ -13,6 +13,7 @@ DISTRIBUTIONS = {
     "skimage": "scikit-image",
     "PIL": "pillow",
     "huggingface_hub": "huggingface-hub",
+    "umap": "umap-learn",
 }
 PEERS = {"captum", "xplique", "horama", "overcomplete", "lime", "shap", "zennit"}
 

@@ -24,11 +24,14 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_concepts_writes_figures_and_npz(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["concepts", str(photos), "--class", "967", "--out", str(out), *CHEAP])
+    result = runner.invoke(
+        app, ["concepts", "--images", str(photos), "--class", "967", "--out", str(out), *CHEAP]
+    )
     assert result.exit_code == 0, result.output
     assert "2 concepts of class 967 espresso at layer bn2 from 2 image(s), 8 crops" in result.output
     for name in ("importance.png", "crops.png", "maps.png", "concepts.npz"):
         assert f"wrote {out / name}" in result.output
+    assert "no strategy.png: the strategic cluster graph needs at least 4 images" in result.output
     for name in ("importance.png", "crops.png", "maps.png"):
         with Image.open(out / name) as figure:
             assert figure.format == "PNG" and figure.width > 100
@@ -36,12 +39,33 @@ def test_concepts_writes_figures_and_npz(photos: Path, tmp_path: Path) -> None:
     assert saved["components"].shape == (2, 1280) and (saved["components"] >= 0).all()
     assert saved["importance"].shape == (2,) and np.isfinite(saved["importance"]).all()
     assert int(saved["class_id"]) == 967 and str(saved["layer"]) == "bn2"
+    assert saved["per_image_importance"].shape == (2, 2)
+    assert np.allclose(saved["per_image_importance"].mean(axis=0), saved["importance"], atol=1e-6)
+
+
+def test_concepts_with_enough_photos_draws_the_strategies(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, photo in sample_photos().items():  # all 7 bundled photos
+        photo.save(photos / f"{name}.jpg")
+    out = tmp_path / "out"
+    args = ["concepts", "-i", str(photos), "--class", "967", "--out", str(out), "--map", "coefficients"]
+    result = runner.invoke(app, [*args, *CHEAP])
+    assert result.exit_code == 0, result.output
+    assert "important concepts (dominant on >= 10% of the images): " in result.output
+    assert f"wrote {out / 'strategy.png'}" in result.output and "coefficients maps" in result.output
+    with Image.open(out / "strategy.png") as figure:
+        assert figure.format == "PNG" and figure.width > 100
+    bad = runner.invoke(app, [*args[:-1], "heatmap", *CHEAP])
+    assert bad.exit_code == 2 and "--map must be 'gradcam' or 'coefficients'" in bad.output
 
 
 @pytest.mark.parametrize("bad", ["1000", "-1"])
 def test_bad_class_is_a_one_line_error(photos: Path, tmp_path: Path, bad: str) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["concepts", str(photos), "--class", bad, "--out", str(out), *CHEAP])
+    result = runner.invoke(
+        app, ["concepts", "--images", str(photos), "--class", bad, "--out", str(out), *CHEAP]
+    )
     assert result.exit_code == 2
     assert result.output.startswith("error: --class must be a class index in [0, 999]")
     assert "Traceback" not in result.output and not out.exists()
@@ -50,10 +74,10 @@ def test_bad_class_is_a_one_line_error(photos: Path, tmp_path: Path, bad: str) -
 def test_a_file_or_too_few_crops_is_a_one_line_error(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(
-        app, ["concepts", str(photos / "coffee.jpg"), "--class", "967", "--out", str(out), *CHEAP]
+        app, ["concepts", "--images", str(photos / "coffee.jpg"), "--class", "967", "--out", str(out), *CHEAP]
     )
     assert result.exit_code == 2 and "is not a folder" in result.output
-    args = ["concepts", str(photos), "-c", "967", "--out", str(out), "--patch-size", "224"]
+    args = ["concepts", "--images", str(photos), "-c", "967", "--out", str(out), "--patch-size", "224"]
     result = runner.invoke(app, [*args, "--n-concepts", "3", "--no-progress"])
     assert result.exit_code == 2 and "error: CRAFT needs at least n_concepts=3 crops" in result.output
     assert not out.exists()

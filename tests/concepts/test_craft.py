@@ -142,6 +142,41 @@ def test_concept_maps_are_the_upsampled_codes(fitted: Craft) -> None:
     assert torch.equal(only, maps[:, [2, 0]])
 
 
+def test_gradcam_concept_maps_follow_the_implicit_gradient(fitted: Craft, tiny: TinyNet) -> None:
+    # Written out by hand: at a position with activations a, NNLS's code on its active set S is
+    # u_S = (W_S W_Sᵀ)⁻¹ W_S a, so ∂u_i/∂a is row i of (W_S W_Sᵀ)⁻¹ W_S for i in S and 0 otherwise.
+    # With s_i the mean code over the hw positions, Grad-CAM's weights are
+    # α = (1/hw) Σ_xy ∂s_i/∂a_xy and the map is ReLU(Σ_k α_k a_k).
+    images = block_images(3, seed=1)
+    g, _ = models.split(tiny, "relu2", check=False)
+    with torch.no_grad():
+        maps = g(images).double()  # (3, p, 16, 16)
+    codes = fitted.transform(images).double()  # (3, 16, 16, 3)
+    bank = fitted.components_.double()
+    n, p, height, width = maps.shape
+    positions = height * width
+    expected = torch.zeros(n, 3, height, width, dtype=torch.float64)
+    for image in range(n):
+        jacobians = torch.zeros(positions, 3, p, dtype=torch.float64)
+        for xy, code in enumerate(codes[image].reshape(positions, 3)):
+            active = code != 0  # the support the solver returned, as the implicit gradient reads it
+            if active.any():
+                rows = bank[active]
+                jacobians[xy, active] = torch.linalg.solve(rows @ rows.T, rows)
+        alphas = jacobians.mean(dim=0) / positions  # (3, p): ∂s_i/∂a carries the 1/hw of the mean
+        expected[image] = torch.relu(torch.einsum("ip,phw->ihw", alphas, maps[image]))
+    grid = fitted._gradcam_maps(images, [0, 1, 2])
+    assert grid.shape == (3, 3, 16, 16)
+    assert float(expected.abs().max()) > 1e-4  # not a comparison of two zero maps
+    assert torch.allclose(grid.double(), expected, atol=1e-7, rtol=1e-3)
+    maps_out = fitted.concept_maps(images, concepts=[2, 0], method="gradcam")
+    assert maps_out.shape == (3, 2, 32, 32) and bool((maps_out >= 0).all())
+    upsampled = F.interpolate(grid[:, [2, 0]], size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(maps_out, upsampled, atol=1e-7)
+    with pytest.raises(ValueError, match="coefficients"):
+        fitted.concept_maps(images, method="cam")
+
+
 # --- importance ------------------------------------------------------------------------------
 
 
@@ -341,5 +376,7 @@ def test_end_to_end_on_the_default_model(lite0: models.VisionModel) -> None:
     )
     amount = again[:, top].mean(dim=(1, 2))
     assert float(amount[:2].min()) > float(amount[2:].max()), amount
+    cam = craft.concept_maps(photos[:1], concepts=top, method="gradcam")
+    assert cam.shape == (1, 1, 224, 224) and bool((cam >= 0).all()) and float(cam.max()) > 0
     child = craft.decompose(top, n_concepts=2, percentile=50)
     assert child.layer == "blocks.5.0.bn1" and child.components_.shape == (2, 672)

@@ -276,8 +276,9 @@ def explain(
 def concepts(
     images_dir: Annotated[
         Path,
-        typer.Argument(
-            metavar="IMAGES_DIR",
+        typer.Option(
+            "--images",
+            "-i",
             help="A folder of photos of the class (of an ImageFolder tree, the class's folder).",
             show_default=False,
         ),
@@ -296,19 +297,28 @@ def concepts(
     nb_design: Annotated[
         int, typer.Option(help="Sobol' design size: nb_design · (n_concepts + 2) evaluations per image.")
     ] = 32,
+    concept_map: Annotated[
+        str,
+        typer.Option(
+            "--map",
+            help="Concept maps: 'gradcam' (CRAFT's concept attribution maps) or 'coefficients' (cheap).",
+        ),
+    ] = "gradcam",
     progress: ProgressOption = True,
 ) -> None:
     """Extract the concepts a model uses for a class (CRAFT) and how much each matters.
 
-    Fits CRAFT on crops of the photos, estimates each concept's Sobol' importance on them,
-    and writes OUT/importance.png, OUT/crops.png (each concept's most typical crops),
-    OUT/maps.png (where each concept is in the first photo) and OUT/concepts.npz
-    (components, importance, class_id, layer).
+    Fits CRAFT on crops of the photos, estimates each concept's Sobol' importance on every
+    photo, and writes OUT/importance.png (the mean over the photos), OUT/crops.png (each
+    concept's most typical crops), OUT/maps.png (where each concept is in the first photo),
+    OUT/strategy.png (the strategic cluster graph of the per-photo importance, from 4
+    photos) and OUT/concepts.npz (components, importance, per-image importance, class_id,
+    layer).
     """
     import numpy as np
 
     from spyglass import data, models, plots
-    from spyglass.concepts import Craft
+    from spyglass.concepts import Craft, strategic_cluster_graph
 
     try:
         vision_model = models.load(model)
@@ -317,7 +327,9 @@ def concepts(
                 f"--class must be a class index in [0, {vision_model.num_classes - 1}]; got {class_id}"
             )
         if not images_dir.is_dir():
-            raise ValueError(f"IMAGES_DIR must be a folder of images; {images_dir} is not a folder")
+            raise ValueError(f"--images must be a folder of images; {images_dir} is not a folder")
+        if concept_map not in ("gradcam", "coefficients"):
+            raise ValueError(f"--map must be 'gradcam' or 'coefficients'; got {concept_map!r}")
         batch = data.read_images(images_dir, vision_model.preprocess, limit=limit, progress=progress)
         craft = Craft(
             vision_model,
@@ -326,8 +338,10 @@ def concepts(
             batch_size=batch_size,
             progress=progress,
         ).fit(batch.images, class_id)
-        importance = craft.importance(batch.images, nb_design=nb_design)
-        first_maps = craft.concept_maps(batch.images[:1])[0]
+        per_image = craft.importance(batch.images, nb_design=nb_design, per_image=True)
+        importance = per_image.mean(dim=0)
+        first_maps = craft.concept_maps(batch.images[:1], method=concept_map)[0]
+        graph = strategic_cluster_graph(craft, importance=per_image) if len(batch) >= 4 else None
     except (ValueError, TypeError, models.WeightsUnavailableError) as error:
         raise _fail(error) from None
 
@@ -345,6 +359,14 @@ def concepts(
         "crops.png": plots.concept_crops(craft, concepts=ranking, importance=importance),
         "maps.png": plots.concept_maps(batch.images[0], first_maps, importance=importance),
     }
+    if graph is None:
+        typer.echo("(no strategy.png: the strategic cluster graph needs at least 4 images)")
+    else:
+        typer.echo(
+            "important concepts (dominant on >= 10% of the images): "
+            + ", ".join(f"{k} ({100 * float(graph.shares[k]):.0f}%)" for k in graph.important)
+        )
+        figures["strategy.png"] = plots.strategic_cluster_graph(graph, title=f"{class_name}: strategies")
     for name, figure in figures.items():
         figure.savefig(out / name)
         typer.echo(f"wrote {out / name}")
@@ -352,11 +374,12 @@ def concepts(
         out / "concepts.npz",
         components=craft.components_.detach().cpu().float().numpy(),
         importance=importance.detach().cpu().float().numpy(),
+        per_image_importance=per_image.detach().cpu().float().numpy(),
         class_id=np.int64(class_id),
         layer=np.str_(craft.layer),
     )
     typer.echo(f"wrote {out / 'concepts.npz'}")
-    typer.echo(f"(maps.png shows {batch.paths[0]})")
+    typer.echo(f"(maps.png shows {batch.paths[0]}, {concept_map} maps)")
 
 
 @app.command()

@@ -28,7 +28,8 @@ images at a layer, their importance for the class (Sobol' indices or Gradient×I
 concept space), where they are in an image, and their sub-concepts at an earlier layer.
 :func:`concept_deletion`, :func:`concept_insertion` and :func:`concept_mufidelity` measure
 the fidelity of a concept importance (the holistic paper's C-Deletion, C-Insertion and
-C-μFidelity).
+C-μFidelity); :func:`strategic_cluster_graph` maps the per-image importance of a class in
+2-D (UMAP) to show the strategies the model uses and which concepts drive them.
 
 Fitting uses scikit-learn where it is the well-kept reference (NMF, PCA, FastICA,
 k-means); coding is our own torch code, because it runs at every spatial position of every
@@ -53,6 +54,7 @@ from spyglass.concepts.metrics import (
 )
 from spyglass.concepts.nmf import NMF, SemiNMF
 from spyglass.concepts.sparse_coding import SparseCoding
+from spyglass.concepts.strategic import StrategicClusterGraph, strategic_cluster_graph
 
 __all__ = [
     "ICA",
@@ -65,6 +67,7 @@ __all__ = [
     "NotFittedError",
     "SemiNMF",
     "SparseCoding",
+    "StrategicClusterGraph",
     "check_activations",
     "concept_deletion",
     "concept_insertion",
@@ -78,4 +81,5 @@ __all__ = [
     "register",
     "relative_reconstruction_error",
     "sparsity",
+    "strategic_cluster_graph",
 ]

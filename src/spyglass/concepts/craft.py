@@ -45,6 +45,7 @@ from spyglass.validation import check_images
 __all__ = ["Craft"]
 
 _DECOMPOSE_PERCENTILE = 90.0
+_CONCEPT_MAP_METHODS = ("coefficients", "gradcam")
 
 
 def _feature_maps(activations: object, layer: str) -> Tensor:
@@ -434,25 +435,91 @@ class Craft:
                 parts.append(codes.to(images.device))
         return torch.cat(parts)
 
-    def concept_maps(self, images: Tensor, concepts: int | Sequence[int] | None = None) -> Tensor:
+    def concept_maps(
+        self,
+        images: Tensor,
+        concepts: int | Sequence[int] | None = None,
+        method: str = "coefficients",
+    ) -> Tensor:
         """Where each concept is: ``(N, n_concepts, H, W)`` (or ``(N, len(concepts), H, W)``).
 
-        The map of concept ``i`` is its coefficient at every spatial position of the layer
-        (:meth:`transform`), upsampled bilinearly to the input resolution: cheap (one pass
-        of ``g`` and the coding), and exactly what the dictionary sees.
+        Two maps, both upsampled bilinearly from the layer's ``h × w`` grid to the input:
 
-        This is not CRAFT's Concept Attribution Map. The paper differentiates the
-        coefficients implicitly with respect to the activations and chains that gradient
-        with Grad-CAM, which weighs the presence of a concept by its effect on the class.
-        That variant is not implemented here; the learners' ``differentiable_transform``
-        supplies the implicit gradient it needs.
+        ``method="coefficients"`` (the cheap map)
+            The concept's coefficient ``u_i(a_xy)`` at every position ``xy`` of the layer
+            (:meth:`transform`): one pass of ``g`` and the coding, exactly what the
+            dictionary sees, non-negative for NMF.
+        ``method="gradcam"`` (CRAFT's Concept Attribution Map)
+            Grad-CAM (Selvaraju et al., 2017) with the concept as the output explained. The
+            score is the concept's mean coefficient over the image,
+            ``s_i = (1/hw) Σ_xy u_i(a_xy)``; its gradient with respect to the activations
+            comes from differentiating the coding implicitly (for NMF, the non-negative
+            least-squares solution on its active set ``S``:
+            ``∂u_S/∂a = (W_S W_Sᵀ)⁻¹ W_S``, see the learner's ``differentiable_transform``),
+            as in the CRAFT paper (Fel et al., CVPR 2023, "implicit differentiation to
+            unlock Concept Attribution Maps"). Then, Grad-CAM's rule at the layer:
+            ``α_k = (1/hw) Σ_xy ∂s_i/∂a_{k,xy}`` and
+            ``map_i = ReLU(Σ_k α_k a_k)``. No pass through the network is differentiated:
+            the gradient stops at the split layer, where the concepts live. The map shows
+            where the activation pattern that raises concept ``i`` lies, including the
+            features that the coding trades off against the other concepts.
+
+        Neither map weighs a concept by its importance for the class: multiply by
+        :meth:`importance` for that.
+
+        Examples
+        --------
+        >>> import torch, torch.nn.functional as F
+        >>> from torch import nn
+        >>> from spyglass.concepts import Craft
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(8, 4))
+        >>> images = F.interpolate(torch.rand(4, 3, 4, 4), size=(32, 32))
+        >>> craft = Craft(net, n_concepts=3, patch_size=8, progress=False).fit(images, class_id=2)
+        >>> craft.concept_maps(images[:1], concepts=[0, 2], method="gradcam").shape
+        torch.Size([1, 2, 32, 32])
         """
+        if method not in _CONCEPT_MAP_METHODS:
+            raise ValueError(
+                f"method must be one of {', '.join(map(repr, _CONCEPT_MAP_METHODS))}; got {method!r}"
+            )
         chosen = self._concept_indices(concepts)
         images = check_images(images)
-        coefficients = self.transform(images)[..., chosen].permute(0, 3, 1, 2)
-        return F.interpolate(
-            coefficients.float(), size=tuple(images.shape[2:]), mode="bilinear", align_corners=False
-        )
+        if method == "coefficients":
+            grid = self.transform(images)[..., chosen].permute(0, 3, 1, 2)
+        else:
+            grid = self._gradcam_maps(images, chosen)
+        return F.interpolate(grid.float(), size=tuple(images.shape[2:]), mode="bilinear", align_corners=False)
+
+    def _gradcam_maps(self, images: Tensor, chosen: list[int]) -> Tensor:
+        """CRAFT's concept attribution maps on the layer's grid, ``(N, len(chosen), h, w)``."""
+        learner = self.learner_
+        bottom, _ = self._split()
+        device = model_device(self.model)
+        parts: list[Tensor] = []
+        batches = iter_batches(images.shape[0], self.batch_size)
+        total = -(-images.shape[0] // self.batch_size)
+        with inference_mode(self.model):
+            for rows in progress_bar(
+                batches, enabled=self.progress, total=total, desc="CRAFT concept maps", unit="batch"
+            ):
+                with torch.no_grad():
+                    maps = _feature_maps(bottom(images[rows].to(device)), self.layer)
+                batch, _, height, width = maps.shape
+                flat = _rows(maps).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    # (batch, positions, r): the mean over positions is each image's score s_i.
+                    scores = learner.differentiable_transform(flat).reshape(batch, height * width, -1).mean(1)
+                    cams = []
+                    for k, concept in enumerate(chosen):
+                        (gradient,) = torch.autograd.grad(
+                            scores[:, concept].sum(), flat, retain_graph=k < len(chosen) - 1
+                        )
+                        alphas = gradient.reshape(batch, height * width, -1).mean(1)  # (batch, p)
+                        cams.append(torch.relu(torch.einsum("bp,bphw->bhw", alphas, maps)))
+                parts.append(torch.stack(cams, dim=1).detach().to(images.device))
+        return torch.cat(parts)
 
     def _concept_indices(self, concepts: int | Sequence[int] | None) -> list[int]:
         self.learner_  # noqa: B018 - raises NotFittedError before fit

@@ -18,7 +18,12 @@ from spyglass.plots.attributions import (
     is_signed,
     overlay,
 )
-from spyglass.plots.concepts import concept_crops, concept_importance, concept_maps
+from spyglass.plots.concepts import (
+    concept_crops,
+    concept_importance,
+    concept_maps,
+    strategic_cluster_graph,
+)
 
 __all__ = [
     "DIVERGING_CMAP",
@@ -29,4 +34,5 @@ __all__ = [
     "concept_maps",
     "is_signed",
     "overlay",
+    "strategic_cluster_graph",
 ]

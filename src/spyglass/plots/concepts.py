@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,8 +20,9 @@ from spyglass.plots.attributions import ArrayLike, _check_one_image, _to_numpy, 
 
 if TYPE_CHECKING:
     from spyglass.concepts import Craft
+    from spyglass.concepts.strategic import StrategicClusterGraph
 
-__all__ = ["concept_crops", "concept_importance", "concept_maps"]
+__all__ = ["concept_crops", "concept_importance", "concept_maps", "strategic_cluster_graph"]
 
 
 def _canvas(width: float, height: float, dpi: int) -> Figure:
@@ -260,4 +262,85 @@ def concept_maps(
         ax.set_title(title, fontsize=10)
     for ax in axes[panels:]:
         ax.set_visible(False)
+    return figure
+
+
+def strategic_cluster_graph(
+    graph: StrategicClusterGraph,
+    *,
+    names: Sequence[str] | None = None,
+    title: str = "strategic cluster graph",
+    size: float = 6.0,
+    dpi: int = 100,
+) -> Figure:
+    """A scatter of the images' importance vectors in 2-D, coloured by their dominant concept.
+
+    Every point is an image (:func:`spyglass.concepts.strategic_cluster_graph`); its colour is
+    the concept that is most important for it. The legend gives each concept's share of the
+    images it dominates; the important concepts (``share >= graph.min_share``) are listed
+    first, the others greyed.
+
+    Parameters
+    ----------
+    graph
+        A :class:`~spyglass.concepts.StrategicClusterGraph`.
+    names
+        One label per concept (default ``concept 0``, ``concept 1``, ...).
+    title
+        Title of the plot.
+    size
+        Side of the square plot, in inches.
+    dpi
+        Resolution of the figure.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from spyglass import plots
+    >>> from spyglass.concepts import StrategicClusterGraph
+    >>> graph = StrategicClusterGraph(
+    ...     embedding=torch.rand(6, 2), importance=torch.rand(6, 2),
+    ...     dominant=torch.tensor([0, 0, 0, 0, 1, 1]), shares=torch.tensor([4 / 6, 2 / 6]),
+    ...     mean_importance=torch.rand(2), important=[0, 1], min_share=0.1)
+    >>> [t.get_text() for t in plots.strategic_cluster_graph(graph).axes[0].get_legend().get_texts()]
+    ['concept 0 · 67%', 'concept 1 · 33%']
+    """
+    from spyglass.concepts.strategic import StrategicClusterGraph
+
+    if not isinstance(graph, StrategicClusterGraph):
+        raise TypeError(
+            "graph must be a StrategicClusterGraph (from spyglass.concepts.strategic_cluster_graph); "
+            f"got {type(graph).__name__}"
+        )
+    count = int(graph.shares.shape[0])
+    if names is None:
+        labels = [f"concept {i}" for i in range(count)]
+    elif isinstance(names, str) or len(names) != count:
+        raise ValueError(f"names must be a sequence of {count} strings (one per concept)")
+    else:
+        labels = [str(name) for name in names]
+    _check_size(size, "size")
+    points = graph.embedding.detach().cpu().numpy()
+    dominant = graph.dominant.detach().cpu().numpy()
+    shares = graph.shares.detach().cpu().numpy()
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    figure = _canvas(size, size, dpi)
+    ax = figure.add_subplot()
+    present = [i for i in range(count) if shares[i] > 0]
+    order = list(graph.important) + [i for i in present if i not in graph.important]
+    for concept in order:
+        chosen = dominant == concept
+        important = concept in graph.important
+        ax.scatter(
+            points[chosen, 0],
+            points[chosen, 1],
+            s=36 if important else 18,
+            color=palette(concept % palette.N) if important else "#b0b0b0",
+            edgecolors="white",
+            linewidths=0.5,
+            label=f"{labels[concept]} · {100 * shares[concept]:.0f}%",
+        )
+    ax.legend(title="dominant concept · share of images", fontsize=8, title_fontsize=8, loc="best")
+    ax.set_title(f"{title}\n{len(points)} images; important: share ≥ {100 * graph.min_share:.0f}%")
+    _bare(ax)
     return figure
