@@ -40,6 +40,9 @@ DEMO_METHODS: dict[str, dict[str, object]] = {
 }
 # Images per batch: the per-image cost of the default model is lowest near 16 (DESIGN.md).
 _DEMO_BATCH_SIZE = 16
+# CRAFT on each photo's own crops: 64 px at stride 32 give 36 crops of a 224 px photo.
+_DEMO_CONCEPTS, _DEMO_PATCH = 5, 64
+_DEMO_CONCEPTS_SHOWN, _DEMO_CROPS_SHOWN = 3, 4
 
 
 def _predictions_section(
@@ -136,6 +139,75 @@ def _attributions_section(
     page.add_section("Where the model looks", note + f'<div class="scroll">{table}</div>')
 
 
+def _concepts_section(
+    page: Page, model: VisionModel, names: list[str], images: Tensor, predictions: Predictions, progress: bool
+) -> None:
+    """What the model sees in each photo: CRAFT on the photo's own crops, for its top-1 class.
+
+    One photo is all the demo has of each class, so each photo's concepts are learned from
+    crops of that photo alone (a class-level CRAFT needs a folder of photos of the class:
+    ``spyglass concepts``). The crops overlap (stride half the patch) to give NMF enough rows.
+    """
+    from spyglass.concepts import Craft
+
+    rows = []
+    for i, name in enumerate(names):
+        image = images[i : i + 1]
+        class_id = int(predictions.indices[i, 0])
+        craft = Craft(
+            model,
+            n_concepts=_DEMO_CONCEPTS,
+            patch_size=_DEMO_PATCH,
+            stride=_DEMO_PATCH // 2,
+            batch_size=_DEMO_BATCH_SIZE,
+            progress=progress,
+        ).fit(image, class_id)
+        importance = craft.importance(image, "gradient_input")
+        shares = importance / (importance.abs().sum() or 1.0)
+        ranked = importance.argsort(descending=True)[:_DEMO_CONCEPTS_SHOWN].tolist()
+        maps = craft.concept_maps(image, concepts=ranked, method="gradcam")[0]
+        url = page.add_image(f"photo_{name}", to_pil_image(images[i]))
+        label = page.escape(predictions.names[i][0])
+        cells = [
+            f'<td><img src="{url}" alt="{page.escape(name)}">'
+            f'<div class="label">{page.escape(name)} · {label}</div></td>'
+        ]
+        for k, concept in enumerate(ranked):
+            best = craft.crops_u_[:, concept].argsort(descending=True)[:_DEMO_CROPS_SHOWN].tolist()
+            crop_urls = [
+                page.add_image(f"crop_{name}_{concept}_{j}", to_pil_image(craft.crops_[j].clamp(0, 1)))
+                for j in best
+            ]
+            crops = "".join(f'<img class="crop" src="{crop}" alt="crop">' for crop in crop_urls)
+            overlay = page.add_image(
+                f"concept_{name}_{concept}", plots.overlay(images[i], maps[k], signed=False)
+            )
+            share = f"{100 * float(shares[concept]):.0f}%"
+            cells.append(
+                f'<td><img src="{overlay}" alt="{page.escape(f"concept {concept} of {name}")}">'
+                f'<div class="crops">{crops}</div>'
+                f'<div class="label">concept {concept} · importance share {share}</div></td>'
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(
+        ['<th scope="col">photo · top-1 class</th>']
+        + [f'<th scope="col">concept ranked {k + 1}</th>' for k in range(_DEMO_CONCEPTS_SHOWN)]
+    )
+    note = (
+        "<p>CRAFT (Fel et al., CVPR 2023) on each photo: the activations of its crops at the "
+        f"last feature map are factorised into {_DEMO_CONCEPTS} concepts (NMF), each concept's "
+        "importance for the top-1 class is its Gradient×Input in concept space (exact at this "
+        "layer, after which the model is linear; the share is of the sum of their absolute "
+        "values), and the "
+        f"{_DEMO_CONCEPTS_SHOWN} most important are shown with the crops that hold the most of "
+        "them and their concept attribution map (Grad-CAM through the implicitly differentiated "
+        "coding). One photo per class is little data: with a folder of photos, "
+        "<code>spyglass concepts</code> learns the concepts of a whole class.</p>"
+    )
+    table = f'<table class="attr"><tr>{header}</tr>{"".join(rows)}</table>'
+    page.add_section("What the model sees", note + f'<div class="scroll">{table}</div>')
+
+
 def _demo_methods(methods: Sequence[str] | None) -> list[str]:
     if methods is None:
         registered = attributions.list_methods()
@@ -152,6 +224,7 @@ def run_demo(
     *,
     model_name: str = DEFAULT_MODEL,
     methods: Sequence[str] | None = None,
+    concepts: bool = True,
     progress: bool = True,
 ) -> Path:
     """Explain the bundled photos with ``model_name`` and write ``out/index.html``.
@@ -166,6 +239,8 @@ def run_demo(
         Attribution methods of the "Where the model looks" section (default: those of
         :data:`DEMO_METHODS` that are registered, with its cheap settings; an empty list
         leaves the section out).
+    concepts
+        Include the "What the model sees" section (CRAFT on each photo).
     progress
         Show progress bars (on a terminal).
 
@@ -192,4 +267,6 @@ def run_demo(
     predictions = _predictions_section(page, model, names, images, progress)
     if chosen:
         _attributions_section(page, model, names, images, predictions, chosen, progress)
+    if concepts:
+        _concepts_section(page, model, names, images, predictions, progress)
     return page.write(out)

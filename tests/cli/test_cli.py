@@ -69,7 +69,19 @@ def test_demo_writes_the_report(tmp_path: Path) -> None:
     assert "coffee · espresso" in section
     overlays = sorted((tmp_path / "images").glob("saliency_*.png"))
     assert len(overlays) == 7 and Image.open(overlays[0]).size == (224, 224)
-    assert len(list((tmp_path / "images").glob("*.png"))) == 14
+    # "What the model sees": CRAFT on each photo, its 3 most important concepts, each with
+    # its concept attribution map and 4 crops.
+    section = page[page.index("What the model sees") :]
+    assert section.count('alt="concept ') == 7 * 3 and section.count('class="crop"') == 7 * 3 * 4
+    assert len(list((tmp_path / "images").glob("concept_*.png"))) == 21
+    assert "importance share" in section
+
+
+def test_demo_without_concepts_leaves_the_section_out(tmp_path: Path) -> None:
+    args = ["demo", "--out", str(tmp_path), "--method", "gradcam", "--no-concepts", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "What the model sees" not in (tmp_path / "index.html").read_text()
 
 
 def test_demo_unknown_method_is_one_line_error(tmp_path: Path) -> None:

@@ -395,6 +395,9 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    concepts: Annotated[
+        bool, typer.Option("--concepts/--no-concepts", help="Include CRAFT's concepts of each photo.")
+    ] = True,
     progress: ProgressOption = True,
 ) -> None:
     """Run the main job on the bundled photos and write an HTML report."""
@@ -405,7 +408,7 @@ def demo(
 
     start = time.perf_counter()
     try:
-        index = run_demo(out, model_name=model, methods=methods, progress=progress)
+        index = run_demo(out, model_name=model, methods=methods, concepts=concepts, progress=progress)
     except (ValueError, TypeError, models.WeightsUnavailableError) as error:
         raise _fail(error) from None
     typer.echo(f"wrote {index} in {time.perf_counter() - start:.0f} s")

@@ -33,6 +33,8 @@ table.attr { width: auto; table-layout: fixed; border-spacing: 0.3rem; border-co
 .attr img { width: 9rem; height: 9rem; display: block; border-radius: 3px; }
 .attr .label { font-size: 0.8rem; width: 9rem; margin-top: 0.15rem; }
 .attr .time { color: #666; font-weight: 400; }
+.attr .crops { display: flex; gap: 2px; margin-top: 2px; }
+.attr img.crop { width: calc((9rem - 6px) / 4); height: calc((9rem - 6px) / 4); border-radius: 2px; }
 .ramp { display: flex; align-items: center; gap: 0.25rem; font-weight: 400; color: #666; font-size: 0.75rem; }
 .ramp i { display: inline-block; width: 6rem; height: 0.5rem; border-radius: 2px; }
 """
