@@ -41,6 +41,7 @@ test: lint typecheck pytest
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/forward.py
 	$(BIN)/python benchmarks/attributions.py
+	$(BIN)/python benchmarks/concepts.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
