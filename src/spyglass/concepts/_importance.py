@@ -12,6 +12,11 @@ score ``s(U) = objective(h, Ψ(U) + E, class)`` as a function of ``U``:
   pick-freeze design of :func:`~spyglass.sampling.sensitivity_design` and the importance of
   concept ``i`` is its total-order Sobol' index (``nb_design · (r + 2)`` scores per image).
 - ``"occlusion"``: ``s(U) − s(U ⊙ (1 − e_i))``, concept ``i`` removed at every position.
+- ``"rise"`` (Petsiuk et al., BMVC 2018, in concept space): ``M`` random binary masks
+  ``m ~ Bernoulli(½)^r``, the same at every position, and
+  ``φ_i = Σ_k s(U ⊙ m_k) m_{k,i} / Σ_k m_{k,i}``, the mean score when concept ``i`` is kept.
+  For an additive ``s`` the differences ``φ_i − φ_j`` converge to those of the concepts'
+  contributions.
 - ``"gradient_input"``: ``Σ_positions U ⊙ ∂s/∂U``.
 - ``"saliency"``: ``Σ_positions |∂s/∂U|``.
 - ``"integrated_gradients"``: ``Σ_positions U ⊙ mean_k ∂s/∂U (α_k U)``, ``α_k = (k − ½) / steps``
@@ -49,6 +54,7 @@ IMPORTANCE_METHODS: tuple[str, ...] = (
     "saliency",
     "integrated_gradients",
     "occlusion",
+    "rise",
 )
 """Names accepted by :meth:`spyglass.concepts.Craft.importance`."""
 
@@ -125,6 +131,18 @@ class ConceptSpace:
             rows.append(scores[0] - scores[1:])
         return torch.stack(rows).cpu().to(torch.float32)
 
+    def rise(self, *, nb_samples: int, seed: int, batch_size: int) -> Tensor:
+        """``Σ_k s(U ⊙ m_k) m_k / Σ_k m_k`` ``(B, r)`` over ``nb_samples`` Bernoulli(½) masks."""
+        n_concepts = self.codes.shape[2]
+        generator = torch.Generator().manual_seed(seed)
+        masks = (torch.rand(nb_samples, n_concepts, generator=generator) < 0.5).to(torch.float64)
+        kept = masks.sum(dim=0).clamp(min=1.0)  # a concept never kept scores 0, not NaN
+        rows = []
+        for i in range(self.codes.shape[0]):
+            scores = self.masked_scores(i, masks, batch_size).to("cpu", torch.float64)
+            rows.append(scores @ masks / kept)
+        return torch.stack(rows).to(torch.float32)
+
     def _mean_gradients(self, alphas: Tensor, batch_size: int) -> Tensor:
         """``mean_k ∂s/∂U (α_k U)`` ``(B, h·w, r)``: the gradient averaged along the scaled codes."""
         n_concepts = self.codes.shape[2]
@@ -165,6 +183,9 @@ class ConceptSpace:
                 batch_size=batch_size,
             ),
             "occlusion": lambda: self.occlusion(batch_size=batch_size),
+            "rise": lambda: self.rise(
+                nb_samples=int(options["nb_samples"]), seed=int(options["seed"]), batch_size=batch_size
+            ),
             "gradient_input": lambda: self.gradient_input(batch_size=batch_size),
             "saliency": lambda: self.saliency(batch_size=batch_size),
             "integrated_gradients": lambda: self.integrated_gradients(

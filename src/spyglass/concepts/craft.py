@@ -547,6 +547,7 @@ class Craft:
         estimator: str = "jansen",
         sampler: str = "sobol",
         steps: int = 16,
+        nb_samples: int = 512,
         seed: int | None = None,
     ) -> Tensor:
         """How much each concept drives the class score on ``images``.
@@ -564,7 +565,11 @@ class Craft:
             ``"sobol"`` (CRAFT: total-order Sobol' indices of masks over concepts, the same
             mask at every position; ``nb_design · (r + 2)`` evaluations of ``h`` per image),
             ``"gradient_input"`` (exact for a decomposition at the last layer, Fel et al.
-            2023), ``"saliency"``, ``"integrated_gradients"`` or ``"occlusion"``.
+            2023), ``"saliency"``, ``"integrated_gradients"``, ``"occlusion"`` or ``"rise"``
+            (``nb_samples`` random binary masks over concepts). These are the attribution
+            methods of the holistic paper's comparison; the pixel-space registry's other
+            methods (Grad-CAM, guided backprop, HSIC, ...) assume image inputs and have no
+            concept-space form here.
         per_image
             Return ``(N, n_concepts)``, one importance vector per image, instead of their mean.
         nb_design, estimator, sampler
@@ -575,8 +580,10 @@ class Craft:
             that concept's index whatever the seed. 64 points and more remove it.
         steps
             Points of the Integrated Gradients path.
+        nb_samples
+            RISE's masks (one evaluation of ``h`` each, per image).
         seed
-            Seed of the Sobol' design; default the estimator's ``seed``.
+            Seed of the Sobol' design and of RISE's masks; default the Craft's ``seed``.
 
         Returns
         -------
@@ -594,6 +601,7 @@ class Craft:
             "estimator": check_estimator(estimator),
             "sampler": sampler,
             "steps": check_int(steps, "steps", 1),
+            "nb_samples": check_int(nb_samples, "nb_samples", 1),
             "seed": self.seed if seed is None else check_seed(seed),
         }
         images = check_images(images)
