@@ -31,6 +31,7 @@ from torch import Tensor
 from spyglass.concepts._base import check_int, check_seed
 from spyglass.concepts.craft import Craft
 from spyglass.engines.state import inference_mode
+from spyglass.metrics._stats import auc, pearson_rows
 from spyglass.validation import check_images
 
 __all__ = ["concept_deletion", "concept_insertion", "concept_mufidelity"]
@@ -94,7 +95,7 @@ def _curve_metric(
     masks = _ordered_masks(weights, insertion=insertion)
     name = "insertion" if insertion else "deletion"
     curves = _masked_scores(fitted, images, masks, f"C-{name}")
-    area = torch.trapezoid(curves, dx=1.0 / fitted.n_concepts, dim=1)
+    area = auc(curves)
     return area.to(torch.float32), curves.to(torch.float32)
 
 
@@ -171,15 +172,6 @@ def concept_insertion(
     return (area, curves) if return_curves else area
 
 
-def _pearson(x: Tensor, y: Tensor) -> Tensor:
-    """Row-wise Pearson correlation of ``(N, S)`` tensors; NaN where a row is constant."""
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
-    denominator = x.norm(dim=1) * y.norm(dim=1)
-    numerator = (x * y).sum(dim=1)
-    return torch.where(denominator > 0, numerator / denominator, torch.full_like(numerator, torch.nan))
-
-
 def concept_mufidelity(
     craft: Craft,
     images: Tensor,
@@ -245,4 +237,4 @@ def concept_mufidelity(
     scores = _masked_scores(fitted, images, masks.expand(images.shape[0], -1, -1), "C-μFidelity")
     drops = scores[:, :1] - scores[:, 1:]
     summed = weights @ removed.T
-    return _pearson(summed, drops).to(torch.float32)
+    return pearson_rows(summed, drops).to(torch.float32)

@@ -1,0 +1,61 @@
+"""`spyglass evaluate`, driven as a user would, on the default model and two bundled photos."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spyglass.cli.main import app
+from spyglass.data import sample_photos
+from spyglass.models import VisionModel
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for name, photo in sample_photos(["coffee", "chelsea"]).items():
+        photo.save(folder / f"{name}.jpg")
+    return folder
+
+
+def test_evaluate_prints_and_writes_the_table_and_curves(
+    photos: Path, tmp_path: Path, lite0: VisionModel
+) -> None:
+    out = tmp_path / "out"
+    arguments = ["evaluate", "--data", str(photos), "-M", "saliency", "--out", str(out)]
+    arguments += ["--metric", "deletion", "--metric", "insertion", "--metric", "mufidelity"]
+    arguments += ["--metric-option", "deletion.steps=2", "--metric-option", "insertion.steps=2"]
+    arguments += ["--metric-option", "mufidelity.nb_samples=4", "--no-progress"]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "deletion (↓ lower is better)" in result.output
+    assert "insertion (↑ higher is better)" in result.output
+    csv_lines = (out / "evaluation.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("method,deletion (↓ lower is better)")
+    assert [line.split(",")[0] for line in csv_lines[1:]] == ["saliency"]
+    assert (out / "evaluation.md").read_text().count("\n") == 3
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_evaluate_rejects_unknown_metrics_and_options(photos: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["evaluate", "--data", str(photos), "--metric", "delition", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "unknown metric 'delition'" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(photos),
+            "--metric-option",
+            "deletion.nb_samples=3",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2 and "does not take option" in result.output
+    listed = runner.invoke(app, ["evaluate", "--list-metrics"])
+    assert "mufidelity (↑ higher is better)" in listed.output

@@ -1,0 +1,50 @@
+"""ModelRandomization: a method that follows the model changes, an edge detector does not."""
+
+import pytest
+import torch
+
+from spyglass import attributions, metrics
+from spyglass.attributions import Attribution
+from spyglass.metrics.randomization import top_layers
+from tests.attributions.conftest import tiny_model
+from tests.helpers import mixed_mode, module_flags
+
+
+class EdgeDetector(Attribution):
+    """The image's gradient magnitude: an explanation that never looks at the model."""
+
+    def explain(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        grey = images.mean(dim=1)
+        dx = torch.nn.functional.pad(grey[:, :, 1:] - grey[:, :, :-1], (0, 1))
+        dy = torch.nn.functional.pad(grey[:, 1:] - grey[:, :-1], (0, 0, 0, 1))
+        return (dx**2 + dy**2).sqrt()
+
+
+def test_top_layers_follow_the_forward_order() -> None:
+    model = tiny_model()
+    assert top_layers(model, torch.rand(1, 3, 32, 32), 2) == ["network.3", "network.7"]
+    with pytest.raises(ValueError, match="layers=9 exceeds the 4"):
+        top_layers(model, torch.rand(1, 3, 32, 32), 9)
+
+
+@pytest.mark.parametrize("name", ["saliency", "gradcam"])
+def test_a_model_dependent_method_changes_and_the_model_is_left_as_found(
+    name: str, tiny_images: torch.Tensor
+) -> None:
+    model = mixed_mode(tiny_model())
+    flags, state = module_flags(model), {k: v.clone() for k, v in model.state_dict().items()}
+    method = attributions.create(name, model, progress=False)
+    check = metrics.ModelRandomization(method, tiny_images, 0, layers=2)
+    similarity = check()
+    assert similarity < 0.9
+    assert module_flags(model) == flags and method.model is model
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert check() == similarity  # seeded re-initialisation
+
+
+def test_an_edge_detector_fails_the_check(tiny_images: torch.Tensor) -> None:
+    check = metrics.ModelRandomization(EdgeDetector(tiny_model()), tiny_images, 0, layers=4)
+    assert check() == pytest.approx(1.0)
+    with pytest.raises(TypeError, match=r"spyglass\.attributions\.Attribution"):
+        metrics.ModelRandomization(lambda x, y: x, tiny_images, 0)  # type: ignore[arg-type]
