@@ -27,8 +27,8 @@ demo: $(VENV)/.installed
 	$(BIN)/spyglass demo --out out/demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
@@ -41,7 +41,9 @@ test: lint typecheck pytest
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/forward.py
 	$(BIN)/python benchmarks/attributions.py
+	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/concepts.py
+	$(BIN)/python benchmarks/featureviz.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,10 @@ ModelOption = Annotated[
     ),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+TargetOption = Annotated[
+    int | None,
+    typer.Option("--target", "-t", help="Class to explain (default: each image's top-1 class)."),
+]
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -182,10 +186,7 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    target: Annotated[
-        int | None,
-        typer.Option("--target", "-t", help="Class to explain (default: each image's top-1 class)."),
-    ] = None,
+    target: TargetOption = None,
     model: ModelOption = DEFAULT_MODEL,
     batch_size: Annotated[int, typer.Option(help="Model evaluations per batch (bounds memory).")] = 32,
     limit: Annotated[int | None, typer.Option(min=1, help="Explain at most this many images.")] = None,
@@ -380,6 +381,217 @@ def concepts(
     )
     typer.echo(f"wrote {out / 'concepts.npz'}")
     typer.echo(f"(maps.png shows {batch.paths[0]}, {concept_map} maps)")
+
+
+# Metrics of `evaluate` when none is named: fidelity only (stability re-runs each method many times).
+_DEFAULT_EVALUATE_METRICS = ("deletion", "insertion", "mufidelity")
+
+
+def _print_metrics(value: bool) -> None:
+    if value:
+        from spyglass import metrics
+
+        for name in metrics.list_metrics():
+            typer.echo(f"{name} ({metrics.metric_class(name).direction()})")
+        raise typer.Exit()
+
+
+@app.command()
+def evaluate(
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data", "-d", help="An image file or a folder of images (repeatable).", show_default=False
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the table and the curves into.")] = Path(
+        "out/evaluate"
+    ),
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "-M",
+            help="Attribution method, repeatable (default: saliency, integrated_gradients and gradcam).",
+            show_default=False,
+        ),
+    ] = None,
+    metric_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Metric, repeatable (default: deletion, insertion, mufidelity). See --list-metrics.",
+            show_default=False,
+        ),
+    ] = None,
+    target: TargetOption = None,
+    model: ModelOption = DEFAULT_MODEL,
+    batch_size: Annotated[int, typer.Option(help="Model evaluations per batch (bounds memory).")] = 16,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use at most this many images.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Method option KEY=VALUE or METHOD.KEY=VALUE (e.g. rise.nb_samples=500).",
+            show_default=False,
+        ),
+    ] = None,
+    metric_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric-option",
+            help="Metric option KEY=VALUE or METRIC.KEY=VALUE (e.g. deletion.steps=10).",
+            show_default=False,
+        ),
+    ] = None,
+    list_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--list-metrics",
+            help="List the registered metrics and exit.",
+            is_eager=True,
+            callback=_print_metrics,
+        ),
+    ] = False,
+    progress: ProgressOption = True,
+) -> None:
+    """Score attribution methods with metrics: a methods × metrics table, and the curves.
+
+    Prints the table (the header says whether higher or lower is better), writes it as
+    OUT/evaluation.csv and OUT/evaluation.md, and plots the mean Deletion/Insertion curves
+    of every method in OUT/curves.png.
+    """
+    from spyglass import attributions, metrics, models, plots
+    from spyglass import data as data_module
+    from spyglass.validation import check_targets
+
+    del list_metrics  # handled by its eager callback
+    try:
+        if methods:
+            chosen = list(dict.fromkeys(methods))
+        else:
+            chosen = [m for m in _DEFAULT_EXPLAIN_METHODS if m in attributions.list_methods()]
+        for name in chosen:
+            attributions.method_class(name)
+        chosen_metrics = list(dict.fromkeys(metric_names or _DEFAULT_EVALUATE_METRICS))
+        for name in chosen_metrics:
+            metrics.metric_class(name)
+        options = _method_options(option or [], chosen)
+        metric_options = _method_options(metric_option or [], chosen_metrics)
+        for name in chosen_metrics:  # a mistyped option fails here, before any work
+            metrics.check_options(name, metric_options[name])
+        vision_model = models.load(model)
+        batch = data_module.read_images(data, vision_model.preprocess, limit=limit, progress=progress)
+        if target is None:
+            predictions = vision_model.predict(
+                batch.images, top_k=1, batch_size=batch_size, progress=progress
+            )
+            targets = predictions.indices[:, 0]
+        else:
+            targets = check_targets(target, len(batch), vision_model.num_classes)
+        explainers = {
+            name: attributions.create(
+                name, vision_model, batch_size=batch_size, progress=progress, **options[name]
+            )
+            for name in chosen
+        }
+        table = metrics.evaluate(
+            explainers, batch.images, targets, metrics=chosen_metrics, metric_options=metric_options
+        )
+    except (ValueError, TypeError, models.WeightsUnavailableError) as error:
+        raise _fail(error) from None
+
+    out.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"{len(batch)} image(s), {vision_model.name}")
+    typer.echo(table.to_text())
+    (out / "evaluation.csv").write_text(table.to_csv())
+    (out / "evaluation.md").write_text(table.to_markdown())
+    typer.echo(f"wrote {out / 'evaluation.csv'} and {out / 'evaluation.md'}")
+    if table.curves:
+        plots.fidelity_curves(table.curves, ylabel="class probability").savefig(out / "curves.png")
+        typer.echo(f"wrote {out / 'curves.png'}")
+
+
+@app.command()
+def visualize(
+    out: Annotated[Path, typer.Option(help="Folder to write the images, the figure and the .npz into.")],
+    class_id: Annotated[
+        int | None,
+        typer.Option("--class", "-c", help="ImageNet class whose logit to maximise.", show_default=False),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Layer of the channel to maximise (see `spyglass layers`).", show_default=False),
+    ] = None,
+    channel: Annotated[int | None, typer.Option(help="Channel index in --layer.", show_default=False)] = None,
+    method: Annotated[str, typer.Option(help="maco (Fel et al., 2023) or fourier (Lucid).")] = "maco",
+    model: ModelOption = DEFAULT_MODEL,
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 256,
+    image_size: Annotated[int, typer.Option(min=16, help="Side of the square image, in pixels.")] = 512,
+    nb_crops: Annotated[int, typer.Option(min=1, help="Random crops per step.")] = 6,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random draw.")] = 0,
+    progress: ProgressOption = True,
+) -> None:
+    """Render what a class (--class) or a channel (--layer with --channel) responds to.
+
+    Given both, the sum of the two objectives is maximised. Writes OUT/image.png,
+    OUT/transparency.png (image × transparency), OUT/visualization.png (both, side by
+    side) and OUT/visualization.npz (image, transparency, history).
+    """
+    import numpy as np
+
+    from spyglass import featureviz, models, plots
+
+    try:
+        if method not in ("maco", "fourier"):
+            raise ValueError(f"--method must be maco or fourier; got {method!r}")
+        if (layer is None) != (channel is None):
+            raise ValueError("--layer and --channel go together: give both or neither")
+        if class_id is None and layer is None:
+            raise ValueError("give --class K, or --layer L with --channel C (or all three)")
+        vision_model = models.load(model)
+        parts: list[featureviz.Objective] = []
+        if class_id is not None:
+            if not 0 <= class_id < vision_model.num_classes:
+                raise ValueError(
+                    f"--class must be a class index in [0, {vision_model.num_classes - 1}]; got {class_id}"
+                )
+            parts.append(featureviz.logit(class_id))
+        if layer is not None and channel is not None:
+            parts.append(featureviz.channel(layer, channel))
+        objective = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        recipe = featureviz.maco if method == "maco" else featureviz.fourier
+        result = recipe(
+            vision_model,
+            objective,
+            steps=steps,
+            image_size=image_size,
+            nb_crops=nb_crops,
+            seed=seed,
+            progress=progress,
+        )
+    except (ValueError, TypeError, models.WeightsUnavailableError) as error:
+        raise _fail(error) from None
+
+    from torchvision.transforms.functional import to_pil_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{method}: {objective!r}"
+    if class_id is not None:
+        title += f" ({vision_model.class_names[class_id]})"
+    typer.echo(f"{title}; final objective {float(result.history[-1]):.3f} after {steps} steps")
+    to_pil_image(result.image).save(out / "image.png")
+    plots.transparent_image(result).save(out / "transparency.png")
+    plots.visualizations(result, titles=[title]).savefig(out / "visualization.png")
+    np.savez(
+        out / "visualization.npz",
+        image=result.image.numpy(),
+        transparency=result.transparency.numpy(),
+        history=result.history.numpy(),
+    )
+    for name in ("image.png", "transparency.png", "visualization.png", "visualization.npz"):
+        typer.echo(f"wrote {out / name}")
 
 
 @app.command()

@@ -24,6 +24,8 @@ from spyglass.plots.concepts import (
     concept_maps,
     strategic_cluster_graph,
 )
+from spyglass.plots.featureviz import transparent_image, visualizations
+from spyglass.plots.metrics import fidelity_curves
 
 __all__ = [
     "DIVERGING_CMAP",
@@ -32,7 +34,10 @@ __all__ = [
     "concept_crops",
     "concept_importance",
     "concept_maps",
+    "fidelity_curves",
     "is_signed",
     "overlay",
     "strategic_cluster_graph",
+    "transparent_image",
+    "visualizations",
 ]
