@@ -85,16 +85,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     model = models.load()
     per_class = -(-args.images // 10)  # spread the photos over imagenette's 10 classes
-    images, source = load_images(args.data, args.images, model.preprocess, per_class=per_class)
-    from spyglass import data
+    if args.data.is_dir():  # one read gives the photos and their labels
+        from spyglass import data
 
-    labels = (
-        data.read_images(
+        batch = data.read_images(
             args.data, model.preprocess, limit=args.images, per_class=per_class, progress=False
-        ).labels
-        if args.data.is_dir()
-        else None
-    )
+        )
+        if len(batch) == 0:
+            raise SystemExit(f"no readable photos in {args.data}")
+        images, labels, source = batch.images, batch.labels, f"{args.data} ({len(batch)} photos)"
+    else:
+        images, source = load_images(args.data, args.images, model.preprocess, per_class=per_class)
+        labels = None
     if labels is None or bool((labels < 0).any()) or len(labels) != len(images):
         labels = model.predict(images, top_k=1, batch_size=args.batch_size, progress=False).indices[:, 0]
     registered = attributions.list_methods()
