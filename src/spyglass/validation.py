@@ -8,11 +8,27 @@ Engines and methods call these once, at the boundary; internal code trusts its i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "check_targets"]
+__all__ = [
+    "check_batch_size",
+    "check_callable",
+    "check_choice",
+    "check_float",
+    "check_fraction",
+    "check_images",
+    "check_int",
+    "check_mapping",
+    "check_positive_float",
+    "check_probability",
+    "check_seed",
+    "check_targets",
+]
 
 
 def check_images(images: object, *, name: str = "images") -> Tensor:
@@ -73,10 +89,13 @@ def check_targets(targets: object, n: int, num_classes: int | None = None) -> Te
         When given, every target must lie in ``[0, num_classes)``.
     """
     expected = f"targets must be an int or {n} integer class indices"
-    if isinstance(targets, bool):
+    if isinstance(targets, (bool, np.bool_)):
         raise TypeError(f"{expected}; got a bool")
-    if isinstance(targets, int):
-        result = torch.full((n,), targets, dtype=torch.long)
+    if isinstance(targets, np.ndarray):
+        raise TypeError(f"{expected}; got a numpy array (convert with torch.from_numpy)")
+    if isinstance(targets, (int, np.integer)):
+        _check_index_range(int(targets), expected)
+        result = torch.full((n,), int(targets), dtype=torch.long)
     elif isinstance(targets, Tensor):
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise TypeError(f"{expected}; got a tensor of dtype {targets.dtype}")
@@ -87,11 +106,13 @@ def check_targets(targets: object, n: int, num_classes: int | None = None) -> Te
         else:
             raise ValueError(f"{expected}; got a tensor of shape {tuple(targets.shape)}")
     elif isinstance(targets, (list, tuple)):
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
+        if not all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in targets):
             raise TypeError(f"{expected}; got a sequence with non-int items")
         if len(targets) != n:
             raise ValueError(f"{expected}; got {len(targets)}")
-        result = torch.tensor(list(targets), dtype=torch.long)
+        for target in targets:
+            _check_index_range(int(target), expected)
+        result = torch.tensor([int(t) for t in targets], dtype=torch.long)
     else:
         raise TypeError(f"{expected}; got {type(targets).__name__}")
     if num_classes is not None and result.numel() > 0:
@@ -102,3 +123,157 @@ def check_targets(targets: object, n: int, num_classes: int | None = None) -> Te
                 f"got values in [{low}, {high}]"
             )
     return result
+
+
+def _check_index_range(target: int, expected: str) -> None:
+    # torch.long holds 64 bits; a Python int beyond that would fail deep inside torch.
+    if not -(2**63) <= target < 2**63:
+        raise ValueError(f"{expected}; got {target}, which no class index can be")
+
+
+# --- Scalars and containers -------------------------------------------------------------
+# One phrasing for every option of the library: "<name> must be <what>; got <value>". A value
+# of the wrong type is a TypeError, a value of the right type out of range a ValueError.
+
+_SEED_LIMIT = 2**32  # what NumPy's legacy RandomState and scikit-learn's random_state accept
+
+
+def _int_phrase(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an int in [{minimum}, {maximum}]"
+    if minimum == 1:
+        return "a positive int"
+    if minimum == 0:
+        return "a non-negative int"
+    if minimum is not None:
+        return f"an int >= {minimum}"
+    if maximum is not None:
+        return f"an int <= {maximum}"
+    return "an int"
+
+
+def check_int(
+    value: object, name: str, minimum: int | None = None, *, maximum: int | None = None, hint: str = ""
+) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a ``bool``) in ``[minimum, maximum]``.
+
+    NumPy integers are accepted (what ``np.argmax`` and friends return); floats are not,
+    even integral ones, since ``steps=2.5`` is a mistake rather than a request.
+
+    ``hint`` (what the number means, in a few words) is added to the error message.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it lies outside the bounds.
+
+    Examples
+    --------
+    >>> check_int(8, "steps", minimum=2)
+    8
+    """
+    expected = f"{name} must be {_int_phrase(minimum, maximum)}{f' ({hint})' if hint else ''}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{expected}; got {value!r} ({type(value).__name__})")
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"{expected}; got {number}")
+    return number
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """Return ``seed`` if it is an int in ``[0, 2**32)``, the range every seeded library here accepts."""
+    return check_int(seed, name, minimum=0, maximum=_SEED_LIMIT - 1)
+
+
+def check_batch_size(batch_size: object) -> int:
+    """Return ``batch_size`` if it is a positive int."""
+    return check_int(batch_size, "batch_size", minimum=1)
+
+
+def _interval(minimum: float | None, maximum: float | None, low_open: bool, high_open: bool) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in {'(' if low_open else '['}{minimum:g}, {maximum:g}{')' if high_open else ']'}"
+    if minimum is not None:
+        return f"{'>' if low_open else '>='} {minimum:g}"
+    if maximum is not None:
+        return f"{'<' if high_open else '<='} {maximum:g}"
+    return ""
+
+
+def check_float(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
+    """Return ``value`` as a ``float`` if it is a finite real number within the given bounds.
+
+    ``low_open``/``high_open`` exclude the bound itself (``minimum=0, low_open=True`` is
+    "> 0"). NaN and ±inf are always refused: no option of the library means anything there.
+    ``hint`` (what the number means, in a few words) is added to the error message.
+
+    Examples
+    --------
+    >>> check_float(0.5, "keep_probability", minimum=0, maximum=1, low_open=True)
+    0.5
+    """
+    interval = _interval(minimum, maximum, low_open, high_open)
+    expected = (
+        f"{name} must be a finite number{' ' + interval if interval else ''}{f' ({hint})' if hint else ''}"
+    )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{expected}; got {value!r} ({type(value).__name__})")
+    number = float(value)
+    too_low = minimum is not None and (number <= minimum if low_open else number < minimum)
+    too_high = maximum is not None and (number >= maximum if high_open else number > maximum)
+    if not math.isfinite(number) or too_low or too_high:
+        raise ValueError(f"{expected}; got {value!r}")
+    return number
+
+
+def check_positive_float(value: object, name: str, *, allow_zero: bool = False, hint: str = "") -> float:
+    """Return ``value`` if it is a finite number > 0 (>= 0 with ``allow_zero``)."""
+    return check_float(value, name, minimum=0.0, low_open=not allow_zero, hint=hint)
+
+
+def check_fraction(value: object, name: str) -> float:
+    """Return ``value`` if it is a finite number strictly between 0 and 1."""
+    return check_float(value, name, minimum=0.0, maximum=1.0, low_open=True, high_open=True)
+
+
+def check_probability(value: object, name: str) -> float:
+    """Return ``value`` if it is a number in [0, 1]."""
+    return check_float(value, name, minimum=0.0, maximum=1.0)
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_mapping(value: object, name: str) -> Mapping[str, Any]:
+    """Return ``value`` if it is a mapping with string keys (``None`` is an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of names to values; got {type(value).__name__}")
+    bad = [key for key in value if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"{name} must have str keys; got {bad[0]!r}")
+    return value
+
+
+def check_callable(value: object, name: str, signature: str) -> Callable[..., Any]:
+    """Return ``value`` if it is callable; ``signature`` says in the error what it should look like."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable {signature}; got {value!r}")
+    return value

@@ -12,9 +12,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from spyglass.engines.forward import check_batch_size
 from spyglass.objectives import Objective, target_logit
-from spyglass.validation import check_images, check_targets
+from spyglass.validation import check_batch_size, check_images, check_targets
 
 __all__ = ["Attribution"]
 

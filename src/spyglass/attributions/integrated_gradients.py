@@ -9,6 +9,7 @@ from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import iter_gradients
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_int
 
 __all__ = ["IntegratedGradients"]
 
@@ -71,8 +72,7 @@ class IntegratedGradients(Attribution):
         progress: bool = True,
     ) -> None:
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an int >= 2; got {steps!r}")
+        check_int(steps, "steps", 2)
         if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
             if not 0.0 <= float(baseline) <= 1.0:
                 raise ValueError(f"a constant baseline must lie in [0, 1]; got {baseline}")

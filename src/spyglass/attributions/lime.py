@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from spyglass.attributions._registry import register
 from spyglass.attributions._surrogate import Segmentation, SurrogateAttribution, weighted_least_squares
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_positive_float
 
 __all__ = ["Lime"]
 
@@ -107,8 +108,7 @@ class Lime(SurrogateAttribution):
             or not kernel_width > 0
         ):
             raise ValueError(f"kernel_width must be a positive float; got {kernel_width!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            raise ValueError(f"alpha must be a non-negative float (the ridge penalty); got {alpha!r}")
+        check_positive_float(alpha, "alpha", allow_zero=True, hint="the ridge penalty")
         self.kernel_width, self.alpha = float(kernel_width), float(alpha)
 
     def coalitions(self, nb_segments: int) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ from spyglass.attributions._registry import register
 from spyglass.engines.forward import iter_batches
 from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_int
 
 __all__ = ["Occlusion"]
 
@@ -113,13 +114,14 @@ class Occlusion(Attribution):
         progress: bool = True,
     ) -> None:
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
-        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-            raise ValueError(f"patch must be a positive int (pixels); got {patch!r}")
-        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= patch:
-            raise ValueError(
-                f"stride must be an int in [1, patch={patch}] (a larger step leaves pixels uncovered); "
-                f"got {stride!r}"
-            )
+        check_int(patch, "patch", 1, hint="pixels")
+        check_int(
+            stride,
+            "stride",
+            1,
+            maximum=patch,
+            hint="at most the patch: a larger step leaves pixels uncovered",
+        )
         self.patch, self.stride = patch, stride
         self.value = check_fill(value, model)
 

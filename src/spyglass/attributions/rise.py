@@ -20,6 +20,7 @@ from spyglass.attributions._registry import register
 from spyglass.engines.forward import iter_batches
 from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_int, check_seed
 
 __all__ = ["RISE"]
 
@@ -114,18 +115,15 @@ class RISE(Attribution):
         progress: bool = True,
     ) -> None:
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
-        if isinstance(nb_samples, bool) or not isinstance(nb_samples, int) or nb_samples < 1:
-            raise ValueError(f"nb_samples must be a positive int; got {nb_samples!r}")
-        if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
-            raise ValueError(f"grid_size must be a positive int (cells per side); got {grid_size!r}")
+        check_int(nb_samples, "nb_samples", 1)
+        check_int(grid_size, "grid_size", 1, hint="cells per side")
         if (
             isinstance(keep_probability, bool)
             or not isinstance(keep_probability, (int, float))
             or not 0 < keep_probability <= 1
         ):
             raise ValueError(f"keep_probability must be a float in (0, 1]; got {keep_probability!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        check_seed(seed)
         self.nb_samples, self.grid_size = nb_samples, grid_size
         self.keep_probability, self.seed = float(keep_probability), seed
         self.value = default_fill(model)

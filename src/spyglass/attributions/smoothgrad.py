@@ -18,6 +18,7 @@ from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import iter_gradients
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_int, check_positive_float, check_seed
 
 __all__ = ["SmoothGrad", "SquareGrad", "VarGrad"]
 
@@ -60,14 +61,9 @@ class _NoiseTunnel(Attribution):
         progress: bool = True,
     ) -> None:
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
-        if isinstance(nb_samples, bool) or not isinstance(nb_samples, int) or nb_samples < 1:
-            raise ValueError(f"nb_samples must be a positive int; got {nb_samples!r}")
-        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
-            raise ValueError(
-                f"noise must be a non-negative fraction of the [0, 1] value range; got {noise!r}"
-            )
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        check_int(nb_samples, "nb_samples", 1)
+        check_positive_float(noise, "noise", allow_zero=True, hint="a fraction of the [0, 1] value range")
+        check_seed(seed)
         self.nb_samples, self.noise, self.seed = nb_samples, float(noise), seed
 
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spyglass.validation import check_int, check_seed
+
 __all__ = [
     "DictionaryLearner",
     "NotFittedError",
@@ -41,31 +43,6 @@ class NotFittedError(ValueError, AttributeError):
     (so that ``hasattr(learner, "components_")`` is ``False`` before fitting, as in
     scikit-learn).
     """
-
-
-def check_int(value: object, name: str, minimum: int) -> int:
-    """Return ``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def check_positive_float(value: object, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite real number > 0 (>= 0 with ``allow_zero``)."""
-    bound = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a real number {bound}; got {value!r}")
-    number = float(value)
-    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite real number {bound}; got {value!r}")
-    return number
-
-
-def check_seed(seed: object) -> int:
-    """Return ``seed`` if it is an int in ``[0, 2**32)`` (what NumPy and scikit-learn accept)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an int in [0, 2**32); got {seed!r}")
-    return int(seed)
 
 
 def compute_dtype(tensor: Tensor) -> torch.dtype:

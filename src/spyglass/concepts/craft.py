@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.attributions.gradcam import _is_feature_map, _named_layers, default_cam_layer
-from spyglass.concepts._base import DictionaryLearner, NotFittedError, check_int, check_seed
+from spyglass.concepts._base import DictionaryLearner, NotFittedError
 from spyglass.concepts._crops import CropSource, crop_grid, cut_crops, resize
 from spyglass.concepts._importance import IMPORTANCE_METHODS, ConceptSpace
 from spyglass.concepts._registry import create_learner
-from spyglass.engines.forward import batched_forward, check_batch_size, iter_batches, model_device
+from spyglass.engines.forward import batched_forward, iter_batches, model_device
 from spyglass.engines.state import inference_mode
 from spyglass.models.split import split
 from spyglass.models.vision_model import VisionModel
@@ -40,7 +40,7 @@ from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
 from spyglass.sampling.designs import check_design_size, check_sampler
 from spyglass.sampling.sobol import check_estimator
-from spyglass.validation import check_images
+from spyglass.validation import check_batch_size, check_images, check_int, check_seed
 
 __all__ = ["Craft"]
 

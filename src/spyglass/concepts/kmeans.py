@@ -25,8 +25,9 @@ import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, check_int, check_positive_float
+from spyglass.concepts._base import DictionaryLearner
 from spyglass.concepts._registry import register
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["KMeans"]
 

@@ -22,8 +22,9 @@ from sklearn.decomposition import PCA as SklearnPCA
 from sklearn.decomposition import FastICA
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, NotFittedError, check_int, check_positive_float
+from spyglass.concepts._base import DictionaryLearner, NotFittedError
 from spyglass.concepts._registry import register
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["ICA", "PCA"]
 

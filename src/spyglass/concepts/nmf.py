@@ -29,9 +29,10 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.decomposition import NMF as SklearnNMF
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, check_int, check_positive_float
+from spyglass.concepts._base import DictionaryLearner
 from spyglass.concepts._coding import differentiable_encode, encode
 from spyglass.concepts._registry import register
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["NMF", "SemiNMF"]
 

@@ -34,9 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, check_int, check_positive_float
+from spyglass.concepts._base import DictionaryLearner
 from spyglass.concepts._coding import differentiable_encode, encode
 from spyglass.concepts._registry import register
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["SparseCoding"]
 

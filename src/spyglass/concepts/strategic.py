@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spyglass.concepts._base import check_int, check_seed
+from spyglass.validation import check_int, check_positive_float, check_probability, check_seed
 
 if TYPE_CHECKING:
     from spyglass.concepts.craft import Craft
@@ -76,9 +76,7 @@ class StrategicClusterGraph:
 
 
 def _check_share(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_share must be a number in [0, 1] (a share of the images); got {value!r}")
-    return float(value)
+    return check_probability(value, "min_share")
 
 
 def _embed(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
@@ -168,8 +166,7 @@ def strategic_cluster_graph(
         raise ValueError("give either images (their importance is computed) or importance (N, r), not both")
     min_share = _check_share(min_share)
     n_neighbors = check_int(n_neighbors, "n_neighbors", 2)
-    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float)) or min_dist < 0:
-        raise ValueError(f"min_dist must be a number >= 0; got {min_dist!r}")
+    check_positive_float(min_dist, "min_dist", allow_zero=True)
     seed = check_seed(seed)
     if importance is None:
         assert images is not None

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from spyglass.engines.sources import InputSource
 from spyglass.engines.state import inference_mode
 from spyglass.progress import progress_bar
+from spyglass.validation import check_batch_size
 
 __all__ = ["batched_forward", "iter_batches", "model_device"]
 
@@ -21,12 +22,6 @@ def model_device(model: nn.Module) -> torch.device:
     for buffer in model.buffers():
         return buffer.device
     return torch.device("cpu")
-
-
-def check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    return batch_size
 
 
 def iter_batches(n: int, batch_size: int) -> Iterator[slice]:

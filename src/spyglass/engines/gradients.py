@@ -18,11 +18,12 @@ from typing import Literal, overload
 import torch
 from torch import Tensor, nn
 
-from spyglass.engines.forward import check_batch_size, iter_batches, model_device
+from spyglass.engines.forward import iter_batches, model_device
 from spyglass.engines.sources import InputSource
 from spyglass.engines.state import inference_mode
 from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
+from spyglass.validation import check_batch_size
 
 __all__ = ["Reduction", "batched_gradients", "iter_gradients"]
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.models.vision_model import VisionModel
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["Objective", "channel", "direction", "logit", "neuron"]
 
@@ -141,9 +142,7 @@ class Objective:
 
 
 def _check_index(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int; got {value!r}")
-    return value
+    return check_int(value, name, 0)
 
 
 def _check_layer(layer: object) -> str:
@@ -274,8 +273,7 @@ def direction(layer: str, vector: Tensor, cosine_power: float = 2.0) -> Objectiv
         raise ValueError(f"vector must be a 1-D float tensor (one value per channel); got {shape}")
     if not bool(torch.isfinite(vector).all()) or float(vector.norm()) == 0.0:
         raise ValueError("vector must be finite and non-zero")
-    if isinstance(cosine_power, bool) or not isinstance(cosine_power, (int, float)) or cosine_power < 0:
-        raise ValueError(f"cosine_power must be a number >= 0; got {cosine_power!r}")
+    check_positive_float(cosine_power, "cosine_power", allow_zero=True)
     target = vector.detach().clone()
     power = float(cosine_power)
 

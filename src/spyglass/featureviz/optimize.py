@@ -13,7 +13,6 @@ computed: a large share of the cost on a CPU) and restored, no hook left behind.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from spyglass.featureviz.parametrizations import FourierImage, MacoImage
 from spyglass.featureviz.transforms import random_crops
 from spyglass.models.vision_model import VisionModel
 from spyglass.progress import progress_bar
+from spyglass.validation import check_float, check_int, check_seed
 
 __all__ = ["DEFAULT_CROP_SCALE", "Visualization", "default_crop_size", "fourier", "maco", "optimize"]
 
@@ -73,19 +73,6 @@ def _frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
-def _check_number(name: str, value: object, *, positive: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 def default_crop_size(image_size: int, input_size: tuple[int, int]) -> tuple[float, float]:
@@ -179,11 +166,11 @@ def optimize(
     (torch.Size([3, 128, 128]), torch.Size([128, 128]))
     """
     model, objective = _check_model_and_objective(model, objective)
-    steps = _check_int("steps", steps, 1)
-    nb_crops = _check_int("nb_crops", nb_crops, 1)
-    lr = _check_number("lr", lr, positive=True)
-    noise = _check_number("noise", noise, positive=False)
-    rotation = _check_number("rotation", rotation, positive=False)
+    steps = check_int(steps, "steps", 1)
+    nb_crops = check_int(nb_crops, "nb_crops", 1)
+    lr = check_float(lr, "lr", minimum=0, low_open=True)
+    noise = check_float(noise, "noise", minimum=0)
+    rotation = check_float(rotation, "rotation", minimum=0)
     device = model_device(model)
     generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
     image = image.to(device)
@@ -285,7 +272,7 @@ def maco(
     >>> result.image.shape, result.transparency.shape
     (torch.Size([3, 256, 256]), torch.Size([256, 256]))
     """
-    seed = _check_int("seed", seed, 0)
+    seed = check_seed(seed)
     model, objective = _check_model_and_objective(model, objective)
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     image = MacoImage(image_size, generator=generator)
@@ -334,7 +321,7 @@ def fourier(
     >>> result.image.shape
     torch.Size([3, 256, 256])
     """
-    seed = _check_int("seed", seed, 0)
+    seed = check_seed(seed)
     model, objective = _check_model_and_objective(model, objective)
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     image = FourierImage(image_size, decay_power=decay_power, generator=generator)

@@ -27,16 +27,13 @@ from spyglass.featureviz.spectrum import (
     hermitian_mask,
     natural_magnitude,
 )
+from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["FourierImage", "MacoImage"]
 
 
 def _check_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(
-            f"image_size must be an int >= 16 (any size works: the FFT needs no power of two); got {size!r}"
-        )
-    return size
+    return check_int(size, "image_size", 16, hint="any size works: the FFT needs no power of two")
 
 
 def _to_rgb(pre_colour: Tensor, colour: Tensor) -> Tensor:
@@ -140,8 +137,7 @@ class FourierImage(nn.Module):
     ) -> None:
         super().__init__()
         self.size = _check_size(size)
-        if isinstance(decay_power, bool) or not isinstance(decay_power, (int, float)) or decay_power < 0:
-            raise ValueError(f"decay_power must be a number >= 0; got {decay_power!r}")
+        check_positive_float(decay_power, "decay_power", allow_zero=True)
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         radius = frequency_radius(size).clamp(min=1.0 / size)
         self.register_buffer("scale", radius.pow(-float(decay_power)))

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spyglass.validation import check_int
+
 __all__ = ["colour_correlation", "frequency_radius", "hermitian_mask", "natural_magnitude", "provenance"]
 
 _SPECTRUM_FILE = "natural_spectrum.npy"
@@ -97,8 +99,7 @@ def natural_magnitude(size: int) -> Tensor:
     >>> natural_magnitude(64).shape
     torch.Size([3, 64, 33])
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8; got {size!r}")
+    check_int(size, "size", 8)
     stored = _stored_magnitude()
     measured = stored.shape[1]
     # Rows in fftshift order (−n/2 … n/2 − 1) so that interpolation never crosses the wrap-around.

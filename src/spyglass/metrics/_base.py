@@ -18,10 +18,9 @@ from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
 from spyglass.registry import Registry
-from spyglass.sampling.designs import check_int
 from spyglass.validation import check_images, check_targets
 
-__all__ = ["Explainer", "Metric", "check_int", "create", "list_metrics", "metric_class", "register"]
+__all__ = ["Explainer", "Metric", "create", "list_metrics", "metric_class", "register"]
 
 Explainer = Callable[[Tensor, Tensor], Tensor]
 """``explain(images (N, 3, H, W), targets (N,)) -> maps (N, H, W)``: any attribution method."""
@@ -134,15 +133,3 @@ def check_maps(maps: object, images: Tensor) -> Tensor:
     if not bool(maps.isfinite().all()):
         raise ValueError(f"{message}; got {int((~maps.isfinite()).sum())} NaN or infinite value(s)")
     return maps.detach()
-
-
-def check_fraction(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a float in (0, 1); got {value!r}")
-    return float(value)
-
-
-def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    return int(seed)

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
 from spyglass.attributions._perturbations import check_fill
-from spyglass.engines.forward import check_batch_size
 from spyglass.engines.perturbation import (
     Perturbation,
     UpsampledMasks,
@@ -34,18 +33,10 @@ from spyglass.engines.perturbation import (
     inpainting,
     perturbation_scores,
 )
-from spyglass.metrics._base import (
-    Metric,
-    check_fraction,
-    check_images_targets,
-    check_int,
-    check_maps,
-    check_model,
-    check_seed,
-    register,
-)
+from spyglass.metrics._base import Metric, check_images_targets, check_maps, check_model, register
 from spyglass.metrics._stats import auc, pearson_rows
 from spyglass.objectives import Objective, target_logit, target_probability
+from spyglass.validation import check_batch_size, check_fraction, check_int, check_seed
 
 __all__ = ["BASELINES", "CurveMetric", "Deletion", "Insertion", "MuFidelity", "resolve_baseline"]
 

@@ -18,16 +18,9 @@ from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
 from spyglass.engines.state import inference_mode
-from spyglass.metrics._base import (
-    Metric,
-    check_attribution,
-    check_images_targets,
-    check_int,
-    check_maps,
-    check_seed,
-    register,
-)
+from spyglass.metrics._base import Metric, check_attribution, check_images_targets, check_maps, register
 from spyglass.metrics._stats import spearman_rows
+from spyglass.validation import check_int, check_seed
 
 __all__ = ["ModelRandomization", "top_layers"]
 

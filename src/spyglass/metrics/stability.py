@@ -25,19 +25,19 @@ from torch import Tensor, nn
 
 from spyglass import attributions
 from spyglass.attributions import Attribution
-from spyglass.engines.forward import batched_forward, check_batch_size
-from spyglass.metrics._base import (
-    Explainer,
-    Metric,
-    check_images_targets,
-    check_int,
-    check_maps,
-    check_seed,
-    register,
-)
+from spyglass.engines.forward import batched_forward
+from spyglass.metrics._base import Explainer, Metric, check_images_targets, check_maps, register
 from spyglass.metrics._stats import pearson_rows, spearman_rows, youden_index
 from spyglass.progress import progress_bar
-from spyglass.validation import check_images, check_targets
+from spyglass.validation import (
+    check_batch_size,
+    check_float,
+    check_images,
+    check_int,
+    check_positive_float,
+    check_seed,
+    check_targets,
+)
 
 __all__ = [
     "AlgorithmicStability",
@@ -127,8 +127,7 @@ class AverageStability(Metric):
         model = getattr(method, "model", None)
         bound = model if isinstance(model, nn.Module) else nn.Module()  # class range known only from a model
         self.images, self.targets = check_images_targets(images, targets, bound)
-        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 < radius <= 1:
-            raise ValueError(f"radius must be a float in (0, 1] (pixel units); got {radius!r}")
+        check_float(radius, "radius", minimum=0, maximum=1, low_open=True, hint="pixel units")
         self.radius = float(radius)
         self.nb_samples = check_int(nb_samples, "nb_samples", 1)
         self.seed = check_seed(seed)
@@ -492,8 +491,7 @@ class HeadFineTuning:
         self.backbone = backbone
         self.epochs = check_int(epochs, "epochs", 1)
         for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative float; got {value!r}")
+            check_positive_float(value, name, allow_zero=True)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
         self.seed = check_seed(seed)
         self.batch_size = check_batch_size(batch_size)

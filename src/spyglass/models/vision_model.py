@@ -18,7 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tf
 
 from spyglass.engines.forward import batched_forward
-from spyglass.validation import check_images
+from spyglass.validation import check_images, check_int
 
 __all__ = ["Predictions", "VisionModel"]
 
@@ -174,8 +174,7 @@ class VisionModel(nn.Module):
             Show a progress bar (on a terminal).
         """
         check_images(images)
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int; got {top_k!r}")
+        check_int(top_k, "top_k", 1)
         top_k = min(top_k, self.num_classes)
         logits = batched_forward(self, images, batch_size=batch_size, progress=progress)
         probabilities, indices = logits.softmax(dim=1).topk(top_k, dim=1)

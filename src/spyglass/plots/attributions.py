@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from spyglass.validation import check_images
+from spyglass.validation import check_float, check_images, check_positive_float, check_probability
 
 __all__ = ["DIVERGING_CMAP", "SEQUENTIAL_CMAP", "attributions", "is_signed", "overlay"]
 
@@ -70,14 +70,12 @@ def _to_numpy(values: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_percentile(percentile: float) -> float:
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be a number in (0, 100]; got {percentile!r}")
+    return check_float(percentile, "percentile", minimum=0, maximum=100, low_open=True)
     return float(percentile)
 
 
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
+    return check_probability(alpha, "alpha")
     return float(alpha)
 
 
@@ -320,8 +318,7 @@ def attributions(
     column_titles = _labels(titles, len(checked), "titles") or list(checked)
     labels = _labels(row_labels, n, "row_labels")
     percentile, alpha = _check_percentile(percentile), _check_alpha(alpha)
-    if not isinstance(cell_size, (int, float)) or isinstance(cell_size, bool) or cell_size <= 0:
-        raise ValueError(f"cell_size must be a positive number of inches; got {cell_size!r}")
+    check_positive_float(cell_size, "cell_size", hint="inches")
 
     columns = 1 + len(checked)
     figure = Figure(

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from spyglass.plots.attributions import ArrayLike, _check_one_image, _to_numpy, overlay
+from spyglass.validation import check_int, check_positive_float
 
 if TYPE_CHECKING:
     from spyglass.concepts import Craft
@@ -51,8 +52,7 @@ def _check_importance(importance: ArrayLike, expected: int | None = None) -> np.
 
 
 def _check_size(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of inches; got {value!r}")
+    check_positive_float(value, name, hint="inches")
 
 
 def concept_importance(
@@ -158,8 +158,7 @@ def concept_crops(
         raise ValueError(
             "craft is not fitted yet; call craft.fit(images, class_id) before plotting its crops"
         )
-    if isinstance(per_concept, bool) or not isinstance(per_concept, int) or per_concept < 1:
-        raise ValueError(f"per_concept must be a positive int; got {per_concept!r}")
+    check_int(per_concept, "per_concept", 1)
     _check_size(cell_size, "cell_size")
     chosen = craft._concept_indices(None if concepts is None else list(concepts))
     weights = None if importance is None else _check_importance(importance, craft.n_concepts)
@@ -240,8 +239,7 @@ def concept_maps(
         raise ValueError(f"concepts must name one concept per map ({count}); got {len(indices)}")
     weights = None if importance is None else _check_importance(importance, count)
     order = list(range(count)) if weights is None else np.argsort(-weights, kind="stable").tolist()
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 2:
-        raise ValueError(f"columns must be an int >= 2 (the image and at least one map); got {columns!r}")
+    check_int(columns, "columns", 2, hint="the image and at least one map")
     _check_size(cell_size, "cell_size")
 
     panels = 1 + count
