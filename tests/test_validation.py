@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,84 @@ def test_check_targets_rejects_bad_input(targets: object, error: type, fragment:
     with pytest.raises(error) as info:
         check_targets(targets, 2, num_classes=10)
     assert fragment in str(info.value)
+
+
+# --- scalars -----------------------------------------------------------------------------
+from spyglass.validation import (  # noqa: E402
+    InvalidArgumentError,
+    check_choice,
+    check_float,
+    check_fraction,
+    check_int,
+    check_mapping,
+    check_probability,
+    check_seed,
+)
+
+
+def test_check_int_accepts_ints_in_bounds_and_numpy_integers() -> None:
+    assert check_int(3, "n", 1) == 3
+    assert check_int(np.int64(7), "n", 0, maximum=7) == 7
+    assert type(check_int(np.int32(2), "n")) is int
+
+
+@pytest.mark.parametrize("bad", [2.0, True, np.bool_(True), "3", None])
+def test_check_int_refuses_other_types_as_both_value_and_type_errors(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="steps must be an int >= 2") as info:
+        check_int(bad, "steps", 2)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "maximum", "phrase"),
+    [(0, 1, None, "a positive int"), (-1, 0, None, "a non-negative int"), (9, 1, 8, r"an int in \[1, 8\]")],
+)
+def test_check_int_bounds(value: int, minimum: int, maximum: int | None, phrase: str) -> None:
+    with pytest.raises(ValueError, match=f"k must be {phrase}; got {value}"):
+        check_int(value, "k", minimum, maximum=maximum)
+
+
+def test_check_seed_range_is_that_of_numpy() -> None:
+    assert check_seed(2**32 - 1) == 2**32 - 1
+    for bad in (-1, 2**32, 2**64):
+        with pytest.raises(ValueError, match="seed must be a non-negative int below 2"):
+            check_seed(bad)
+    with pytest.raises(TypeError):
+        check_seed(1.0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_check_float_refuses_non_finite_values(bad: float) -> None:
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        check_float(bad, "lr", minimum=0, low_open=True)
+
+
+def test_check_float_open_and_closed_bounds() -> None:
+    assert check_probability(0, "p") == 0.0 and check_probability(1, "p") == 1.0
+    for bad in (0, 1, 1.5):
+        with pytest.raises(ValueError, match=r"f must be a finite number in \(0, 1\)"):
+            check_fraction(bad, "f")
+    assert check_float(np.float32(0.5), "x", maximum=0.5) == 0.5
+    with pytest.raises(ValueError, match=r"x must be a finite number <= 0.5 \(half\)"):
+        check_float(0.6, "x", maximum=0.5, hint="half")
+
+
+def test_check_choice_and_mapping() -> None:
+    assert check_choice("a", "mode", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match="mode must be one of 'a', 'b'; got 'c'"):
+        check_choice("c", "mode", ("a", "b"))
+    assert check_mapping(None, "options") == {}
+    with pytest.raises(TypeError, match="options must be a mapping"):
+        check_mapping([("a", 1)], "options")
+    with pytest.raises(TypeError, match="str keys"):
+        check_mapping({1: 2}, "options")
+
+
+def test_check_targets_refuses_indices_beyond_64_bits() -> None:
+    with pytest.raises(ValueError, match="no class index can be"):
+        check_targets(2**70, 2)
+    with pytest.raises(ValueError, match="no class index can be"):
+        check_targets([0, 2**64], 2)
+    assert check_targets(np.int64(3), 2).tolist() == [3, 3]
+    with pytest.raises(TypeError, match="numpy array"):
+        check_targets(np.array([1, 2]), 2)

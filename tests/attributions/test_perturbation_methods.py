@@ -298,7 +298,7 @@ def test_bad_options_are_reported(tiny_images: torch.Tensor) -> None:
     model = tiny_model()
     with pytest.raises(ValueError, match="patch must be a positive int"):
         attributions.Occlusion(model, patch=0)
-    with pytest.raises(ValueError, match=r"stride must be an int in \[1, patch=8\]"):
+    with pytest.raises(ValueError, match=r"stride must be an int in \[1, 8\]"):
         attributions.Occlusion(model, patch=8, stride=9)
     with pytest.raises(ValueError, match=r"value must be None, a float in \[0, 1\]"):
         attributions.Occlusion(model, value=2.0)

@@ -372,7 +372,7 @@ def test_overcomplete_nmf_is_allowed() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
 def test_n_concepts_must_be_a_positive_int(bad: object) -> None:
-    with pytest.raises(ValueError, match="n_concepts must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_concepts must be a positive int"):
         NMF(n_concepts=bad)  # type: ignore[arg-type]
 
 
@@ -381,9 +381,9 @@ def test_options_are_checked() -> None:
         PCA(3, seed=-1)
     with pytest.raises(ValueError, match="init must be one of"):
         NMF(3, init="svd")
-    with pytest.raises(ValueError, match="alpha must be a finite real number >= 0"):
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
         SparseCoding(3, alpha=-1.0)
-    with pytest.raises(ValueError, match="temperature must be a finite real number > 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         KMeans(3, temperature=0.0)
 
 

@@ -151,7 +151,7 @@ def test_clear_errors_on_bad_input(fitted: Craft, tiny: TinyNet) -> None:
             metric(fitted, images * 255, good)
     with pytest.raises(ValueError, match=r"subset_size must lie in \[1, 2\]"):
         concept_mufidelity(fitted, images, good, subset_size=3)
-    with pytest.raises(ValueError, match="subset_size must be an int"):
+    with pytest.raises(ValueError, match="subset_size must be a positive int"):
         concept_mufidelity(fitted, images, good, subset_size=0)
     with pytest.raises(ValueError, match="nb_samples must be an int >= 2"):
         concept_mufidelity(fitted, images, good, nb_samples=1)
