@@ -87,8 +87,9 @@ class Occlusion(Attribution):
     ``sliding_window_shapes=(3, p, p)``, ``strides=(3, s, s)`` and ``baselines=value``, whose
     maps are equal across the three channels; this class returns that one ``(H, W)`` map.
 
-    Cost: one forward pass per window plus one for ``f(x)``, per image: 730 at the defaults
-    on a 224 px image (27 × 27 windows).
+    The drops are :func:`occlusion_drops`, as in concept-space occlusion. Cost: one forward
+    pass per window plus one for ``f(x)``, per image: 730 at the defaults on a 224 px image
+    (27 × 27 windows).
 
     Parameters
     ----------

@@ -104,7 +104,8 @@ class RISE(Attribution):
     to anything in particular.
 
     Cost: ``nb_samples`` forward passes per image (4000 by default). The masks are shared
-    by all images and regenerated from ``seed`` on every call.
+    by all images and regenerated from ``seed`` on every call. The draw (:func:`rise_masks`)
+    and the reduction (:func:`rise_average`) are those of concept-space RISE too.
 
     Parameters
     ----------
