@@ -8,7 +8,18 @@ from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import batched_gradients
 
-__all__ = ["GradientInput"]
+__all__ = ["GradientInput", "gradient_times_input"]
+
+
+def gradient_times_input(gradients: Tensor, inputs: Tensor, dim: int | tuple[int, ...]) -> Tensor:
+    """``Σ_dim inputs ⊙ gradients``: the rule of Gradient×Input, in pixel and in concept space.
+
+    Pixel space sums over the colour channels of each pixel (``dim=1`` of ``(N, 3, H, W)``);
+    concept space over the spatial positions at which a concept's coefficient is read
+    (``dim=1`` of ``(N, h·w, r)``). Integrated Gradients applies it to the integrated
+    gradient and ``inputs − baselines``.
+    """
+    return (gradients * inputs).sum(dim=dim)
 
 
 @register("gradient_input")
@@ -41,6 +52,8 @@ class GradientInput(Attribution):
             objective=self.objective,
             batch_size=self.batch_size,
             progress=self.progress,
-            reduce=lambda gradients, rows: (gradients * images[rows].to(gradients.device)).sum(dim=1),
+            reduce=lambda gradients, rows: gradient_times_input(
+                gradients, images[rows].to(gradients.device), 1
+            ),
             desc="gradient×input",
         )

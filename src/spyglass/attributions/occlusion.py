@@ -23,7 +23,17 @@ from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
 from spyglass.validation import check_int
 
-__all__ = ["Occlusion"]
+__all__ = ["Occlusion", "occlusion_drops"]
+
+
+def occlusion_drops(scores: Tensor) -> Tensor:
+    """``f(x) − f(x with part k removed)`` ``(..., K)`` from scores ``(..., K + 1)`` whose last is ``f(x)``.
+
+    The rule of Occlusion in both spaces: a part is a window of pixels (then spread over
+    its pixels) or one concept at every position. The unperturbed score comes last, in the
+    same stream as the removals.
+    """
+    return scores[..., -1:] - scores[..., :-1]
 
 
 def _window_count(length: int, patch: int, stride: int) -> int:
@@ -77,8 +87,9 @@ class Occlusion(Attribution):
     ``sliding_window_shapes=(3, p, p)``, ``strides=(3, s, s)`` and ``baselines=value``, whose
     maps are equal across the three channels; this class returns that one ``(H, W)`` map.
 
-    Cost: one forward pass per window plus one for ``f(x)``, per image: 730 at the defaults
-    on a 224 px image (27 × 27 windows).
+    The drops are :func:`occlusion_drops`, as in concept-space occlusion. Cost: one forward
+    pass per window plus one for ``f(x)``, per image: 730 at the defaults on a 224 px image
+    (27 × 27 windows).
 
     Parameters
     ----------
@@ -142,7 +153,7 @@ class Occlusion(Attribution):
             desc=self.name,
         )
         scores = scores.detach().to("cpu", torch.float64)
-        drops = (scores[:, -1:] - scores[:, :-1]).reshape(-1, 1, windows.rows, windows.cols)
+        drops = occlusion_drops(scores).reshape(-1, 1, windows.rows, windows.cols)
         # Spreading each window's drop over its pixels is a transposed convolution with a
         # patch of ones; its output runs past the border exactly where the last windows do.
         ones = torch.ones(1, 1, self.patch, self.patch, dtype=torch.float64)

@@ -9,6 +9,7 @@ maps do not depend on ``batch_size``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,39 @@ from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
 from spyglass.validation import check_int, check_seed
 
-__all__ = ["RISE"]
+__all__ = ["RISE", "rise_average", "rise_masks"]
+
+
+def rise_masks(
+    nb_samples: int, shape: tuple[int, ...], keep_probability: float, generator: torch.Generator
+) -> Tensor:
+    """``nb_samples`` binary masks of ``shape``, each entry kept (``True``) with ``keep_probability``.
+
+    The draw of RISE in both spaces: the cells of the low-resolution grids in pixel space
+    (``shape = (s, s)``, then upsampled), one entry per concept in concept space
+    (``shape = (r,)``, the same at every position). Mask ``k`` is the ``k``-th block of
+    ``prod(shape)`` uniforms of ``generator``.
+    """
+    return torch.rand((nb_samples, *shape), generator=generator) < keep_probability
+
+
+def rise_average(blocks: Iterable[tuple[Tensor, Tensor]], nb_samples: int, keep_probability: float) -> Tensor:
+    r"""RISE's reduction :math:`\phi = \frac{1}{N p} \sum_k f_k\, M_k`, summed block by block.
+
+    ``blocks`` yields ``(scores (B, K), masks (K, D))`` for consecutive slices of the
+    ``N = nb_samples`` masks (flattened to ``D`` features: pixels or concepts), so that the
+    masks can be rebuilt one batch at a time; the result is ``(B, D)``, in the dtype and on
+    the device of the blocks. Dividing by the expected count ``N p`` (and not by each
+    feature's drawn count) is the paper's estimator: :math:`\mathbb{E}[\phi_i] =
+    \mathbb{E}[f \mid M_i = 1]` for binary masks.
+    """
+    total: Tensor | None = None
+    for scores, masks in blocks:
+        product = scores @ masks
+        total = product if total is None else total + product
+    if total is None:
+        raise ValueError("rise_average needs at least one block of scores and masks")
+    return total / (nb_samples * keep_probability)
 
 
 class _RandomMasks:
@@ -71,7 +104,8 @@ class RISE(Attribution):
     to anything in particular.
 
     Cost: ``nb_samples`` forward passes per image (4000 by default). The masks are shared
-    by all images and regenerated from ``seed`` on every call.
+    by all images and regenerated from ``seed`` on every call. The draw (:func:`rise_masks`)
+    and the reduction (:func:`rise_average`) are those of concept-space RISE too.
 
     Parameters
     ----------
@@ -135,8 +169,9 @@ class RISE(Attribution):
             raise ValueError(f"grid_size={self.grid_size} exceeds the images' size {height}×{width}")
         cell = (math.ceil(height / self.grid_size), math.ceil(width / self.grid_size))
         generator = torch.Generator().manual_seed(self.seed)
-        shape = (self.nb_samples, self.grid_size, self.grid_size)
-        grids = torch.rand(shape, generator=generator) < self.keep_probability
+        grids = rise_masks(
+            self.nb_samples, (self.grid_size, self.grid_size), self.keep_probability, generator
+        )
         tops = torch.randint(0, cell[0], (self.nb_samples,), generator=generator)
         lefts = torch.randint(0, cell[1], (self.nb_samples,), generator=generator)
         return _RandomMasks(grids, torch.stack([tops, lefts], dim=1), (height, width), cell)
@@ -156,8 +191,11 @@ class RISE(Attribution):
             desc=self.name,
         ).detach()
         # Σ_k f_k M_k, rebuilding the masks batch by batch rather than holding all N of them.
-        total = torch.zeros(images.shape[0], height * width, device=images.device)
-        for rows in iter_batches(len(masks), self.batch_size):
-            block = masks[rows].to(images.device).reshape(-1, height * width)
-            total += scores[:, rows].to(images.device, torch.float32) @ block
-        return (total / (self.nb_samples * self.keep_probability)).reshape(-1, height, width)
+        blocks = (
+            (
+                scores[:, rows].to(images.device, torch.float32),
+                masks[rows].to(images.device).reshape(-1, height * width),
+            )
+            for rows in iter_batches(len(masks), self.batch_size)
+        )
+        return rise_average(blocks, self.nb_samples, self.keep_probability).reshape(-1, height, width)

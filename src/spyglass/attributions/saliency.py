@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor
 
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import batched_gradients
 
-__all__ = ["Saliency"]
+__all__ = ["Saliency", "absolute_gradient"]
+
+
+def absolute_gradient(
+    gradients: Tensor, dim: int | tuple[int, ...], pool: Literal["max", "sum"] = "max"
+) -> Tensor:
+    """``|∂f|`` pooled over ``dim``: the rule of Saliency, in pixel and in concept space.
+
+    Pixel space takes the largest over the colour channels of a pixel (``pool="max"``,
+    Simonyan et al.); concept space sums over the positions at which a concept is read
+    (``pool="sum"``: the concept's mask scales every position at once, so its sensitivity
+    adds up over them).
+    """
+    magnitude = gradients.abs()
+    if pool == "max":
+        return magnitude.amax(dim=dim)
+    if pool == "sum":
+        return magnitude.sum(dim=dim)
+    raise ValueError(f"pool must be 'max' or 'sum'; got {pool!r}")
 
 
 @register("saliency")
@@ -40,6 +60,6 @@ class Saliency(Attribution):
             objective=self.objective,
             batch_size=self.batch_size,
             progress=self.progress,
-            reduce=lambda gradients, _rows: gradients.abs().amax(dim=1),
+            reduce=lambda gradients, _rows: absolute_gradient(gradients, 1),
             desc="saliency",
         )

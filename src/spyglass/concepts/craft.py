@@ -40,7 +40,7 @@ from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
 from spyglass.sampling.designs import check_design_size, check_sampler
 from spyglass.sampling.sobol import check_estimator
-from spyglass.validation import check_batch_size, check_images, check_int, check_seed
+from spyglass.validation import check_batch_size, check_float, check_images, check_int, check_seed
 
 __all__ = ["Craft"]
 
@@ -548,6 +548,7 @@ class Craft:
         sampler: str = "sobol",
         steps: int = 16,
         nb_samples: int = 512,
+        keep_probability: float = 0.5,
         seed: int | None = None,
     ) -> Tensor:
         """How much each concept drives the class score on ``images``.
@@ -579,9 +580,13 @@ class Craft:
             concept 4 (0-based) correlate at about ±0.75 in the first 32 points, which biases
             that concept's index whatever the seed. 64 points and more remove it.
         steps
-            Points of the Integrated Gradients path.
+            Points of the Integrated Gradients path (≥ 2), integrated with the trapezoidal
+            rule as pixel-space :class:`~spyglass.attributions.IntegratedGradients` does.
         nb_samples
             RISE's masks (one evaluation of ``h`` each, per image).
+        keep_probability
+            RISE's probability that a concept is kept by a mask, in ``(0, 1]``, as in
+            pixel-space :class:`~spyglass.attributions.RISE`.
         seed
             Seed of the Sobol' design and of RISE's masks; default the Craft's ``seed``.
 
@@ -596,12 +601,15 @@ class Craft:
                 f"attribution); got {method!r}"
             )
         sampler = check_sampler(sampler)
-        options: dict[str, int | str] = {
+        options: dict[str, float | int | str] = {
             "nb_design": check_design_size(sampler, nb_design),
             "estimator": check_estimator(estimator),
             "sampler": sampler,
-            "steps": check_int(steps, "steps", 1),
+            "steps": check_int(steps, "steps", 2, hint="points of the trapezoidal rule"),
             "nb_samples": check_int(nb_samples, "nb_samples", 1),
+            "keep_probability": check_float(
+                keep_probability, "keep_probability", minimum=0, maximum=1, low_open=True
+            ),
             "seed": self.seed if seed is None else check_seed(seed),
         }
         images = check_images(images)
