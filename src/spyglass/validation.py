@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "InvalidArgumentError",
     "check_batch_size",
     "check_callable",
     "check_choice",
@@ -133,7 +134,14 @@ def _check_index_range(target: int, expected: str) -> None:
 
 # --- Scalars and containers -------------------------------------------------------------
 # One phrasing for every option of the library: "<name> must be <what>; got <value>". A value
-# of the wrong type is a TypeError, a value of the right type out of range a ValueError.
+# of the right type out of range is a ValueError; a value of the wrong type an
+# InvalidArgumentError, which is both a ValueError and a TypeError (as scikit-learn's
+# InvalidParameterError), so that code catching either sees it.
+
+
+class InvalidArgumentError(ValueError, TypeError):
+    """An option of the wrong type: both a ``ValueError`` and a ``TypeError``."""
+
 
 _SEED_LIMIT = 2**32  # what NumPy's legacy RandomState and scikit-learn's random_state accept
 
@@ -164,8 +172,8 @@ def check_int(
 
     Raises
     ------
-    TypeError
-        If ``value`` is not an integer.
+    InvalidArgumentError
+        If ``value`` is not an integer (a ``ValueError`` and a ``TypeError``).
     ValueError
         If it lies outside the bounds.
 
@@ -176,7 +184,7 @@ def check_int(
     """
     expected = f"{name} must be {_int_phrase(minimum, maximum)}{f' ({hint})' if hint else ''}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{expected}; got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentError(f"{expected}; got {value!r} ({type(value).__name__})")
     number = int(value)
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise ValueError(f"{expected}; got {number}")
@@ -185,7 +193,12 @@ def check_int(
 
 def check_seed(seed: object, name: str = "seed") -> int:
     """Return ``seed`` if it is an int in ``[0, 2**32)``, the range every seeded library here accepts."""
-    return check_int(seed, name, minimum=0, maximum=_SEED_LIMIT - 1)
+    expected = f"{name} must be a non-negative int below 2**32"
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise InvalidArgumentError(f"{expected}; got {seed!r} ({type(seed).__name__})")
+    if not 0 <= int(seed) < _SEED_LIMIT:
+        raise ValueError(f"{expected}; got {int(seed)}")
+    return int(seed)
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -229,7 +242,7 @@ def check_float(
         f"{name} must be a finite number{' ' + interval if interval else ''}{f' ({hint})' if hint else ''}"
     )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{expected}; got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentError(f"{expected}; got {value!r} ({type(value).__name__})")
     number = float(value)
     too_low = minimum is not None and (number <= minimum if low_open else number < minimum)
     too_high = maximum is not None and (number >= maximum if high_open else number > maximum)

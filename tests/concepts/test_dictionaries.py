@@ -377,7 +377,7 @@ def test_n_concepts_must_be_a_positive_int(bad: object) -> None:
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="seed must be an int"):
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
         PCA(3, seed=-1)
     with pytest.raises(ValueError, match="init must be one of"):
         NMF(3, init="svd")
