@@ -371,7 +371,8 @@ def test_default_stride_is_the_papers_overlapping_grid(tiny: TinyNet) -> None:
     craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(block_images(2), 0)
     assert craft.stride == 6
     starts = [0, 6, 12, 18, 24]  # 32 px images
-    assert craft.crop_boxes_.tolist() == [[i, top, left] for i in range(2) for top in starts for left in starts]
+    boxes = [[i, top, left] for i in range(2) for top in starts for left in starts]
+    assert craft.crop_boxes_.tolist() == boxes
 
 
 def test_default_layer_is_the_last_feature_map(tiny: TinyNet) -> None:

@@ -99,14 +99,16 @@ def test_matched_pairs_do_not_correlate_where_the_halves_do(nb_dims: int, nb_des
         with pytest.warns(CorrelatedDesignWarning, match=r"correlate at r = [+-]0\.[6-9]"):
             halves, old = sensitivity_design(nb_dims, nb_design, seed=seed, pairing="halves", report=True)
         assert old.max_correlation > 0.6
-        np.testing.assert_allclose(old.correlations.numpy(), by_hand_correlations(halves, nb_design), atol=1e-6)
+        by_hand = by_hand_correlations(halves, nb_design)
+        np.testing.assert_allclose(old.correlations.numpy(), by_hand, atol=1e-6)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             design, report = sensitivity_design(nb_dims, nb_design, seed=seed, report=True)
         assert report.pairing == "matched"
-        np.testing.assert_allclose(report.correlations.numpy(), by_hand_correlations(design, nb_design), atol=1e-6)
+        by_hand = by_hand_correlations(design, nb_design)
+        np.testing.assert_allclose(report.correlations.numpy(), by_hand, atol=1e-6)
         assert report.max_correlation < 0.1
-        assert report.max_correlation == pytest.approx(float(np.abs(by_hand_correlations(design, nb_design)).max()))
+        assert report.max_correlation == pytest.approx(float(np.abs(by_hand).max()))
         assert 0 <= report.worst_input < nb_dims
 
 
@@ -139,9 +141,7 @@ def test_a_dominant_input_reads_its_index_at_every_cell() -> None:
 
     def dominant_readings(design: torch.Tensor) -> torch.Tensor:
         scores = design.double() @ weights.T  # column k: the function dominated by x_k
-        return torch.stack(
-            [total_order_indices(scores[:, k], nb_dims, nb_design)[k] for k in range(nb_dims)]
-        )
+        return torch.stack([total_order_indices(scores[:, k], nb_dims, nb_design)[k] for k in range(nb_dims)])
 
     for seed in (0, 1, 2):
         matched = dominant_readings(sensitivity_design(nb_dims, nb_design, seed=seed))
@@ -232,3 +232,21 @@ def test_sample_rejects_bad_arguments(
 def test_docstring_examples() -> None:
     result = doctest.testmod(designs_module, raise_on_error=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_sobol_attribution_uses_the_shared_matched_design_and_reports_it() -> None:
+    from torch import nn
+
+    from spyglass.attributions import SobolAttribution
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sobol = SobolAttribution(model, grid_size=11, nb_design=32, seed=2, progress=False)
+    assert torch.equal(sobol.design, sensitivity_design(121, 32, seed=2))
+    assert sobol.design_report.pairing == "matched" and sobol.design_report.max_correlation < 0.1
+    with pytest.warns(CorrelatedDesignWarning, match="pairing='halves'"):
+        old = SobolAttribution(model, grid_size=11, nb_design=32, seed=2, pairing="halves", progress=False)
+    assert old.design_report.max_correlation > 0.6
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        SobolAttribution(model, pairing="random")

@@ -139,6 +139,7 @@ class DesignReport:
         """The input ``i`` (0-based) of the largest ``|r(a_i, b_i)|``."""
         return int(self.correlations.abs().argmax())
 
+
 # scipy 1.15 renamed the engines' ``seed`` keyword to ``rng``; a numpy Generator means the same
 # thing under either name, so pass one under whichever name this scipy knows.
 _RNG_KEYWORD = "rng" if "rng" in inspect.signature(qmc.Sobol).parameters else "seed"
@@ -353,7 +354,7 @@ def sensitivity_design(
     pairing: str = "matched",
     report: bool = False,
 ) -> Tensor | tuple[Tensor, DesignReport]:
-    """The full design of a total-order Sobol' analysis: :func:`sample`, paired, then :func:`pick_freeze_design`.
+    """The full design of a total-order Sobol' analysis: :func:`sample`, paired, :func:`pick_freeze_design`.
 
     Parameters
     ----------
