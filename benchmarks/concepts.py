@@ -32,7 +32,8 @@ What it measures
        craft-xai codes with scikit-learn's iterative NMF ``transform`` and masks the
        reconstruction ``U W`` (residual dropped) on an unscrambled Halton design, spyglass
        codes by exact NNLS and keeps the residual, on its matched Sobol' design; the
-       ranking is what should agree. ``--stride 64`` re-runs spyglass with non-overlapping
+       ranking is what should agree. spyglass's side is step 1's fit and Sobol' importance
+       (same settings), not run twice. ``--stride 64`` runs spyglass with non-overlapping
        crops (its default before issue 12) for comparison.
 
     overcomplete 0.3.0 calls ``matplotlib.cm.get_cmap``, removed in matplotlib 3.9, at
@@ -109,28 +110,31 @@ def import_craft_xai() -> Any:
     return CraftXai
 
 
-def compare_craft_xai(model: Any, photos: Any, args: argparse.Namespace) -> dict[str, Any] | None:
-    """spyglass's Craft against craft-xai's on the same photos and split (item 4 of the docstring)."""
+def compare_craft_xai(
+    model: Any,
+    photos: Any,
+    args: argparse.Namespace,
+    ours: Any,
+    our_fit_s: float,
+    our_importance_s: float,
+    our_importance: Any,
+) -> dict[str, Any] | None:
+    """spyglass's Craft against craft-xai's on the same photos and split (item 4 of the docstring).
+
+    ``ours`` is step 1's fitted Craft, its fit and Sobol' importance timed there: the same
+    settings as the peer's, so they are not run twice.
+    """
     import numpy as np
     import torch
     from scipy.stats import spearmanr
 
-    from spyglass.concepts import Craft, match_concepts
+    from spyglass.concepts import match_concepts
     from spyglass.models.split import split
 
     craft_xai = import_craft_xai()
     if craft_xai is None:
         log("craft-xai not installed: no comparison with the authors' CRAFT")
         return None
-    ours = Craft(
-        model,
-        n_concepts=args.n_concepts,
-        patch_size=args.patch_size,
-        stride=args.stride,
-        batch_size=args.batch_size,
-        progress=False,
-        seed=0,
-    )
     bottom, top = split(model, ours.layer)
     theirs = craft_xai(
         input_to_latent=bottom,
@@ -140,15 +144,10 @@ def compare_craft_xai(model: Any, photos: Any, args: argparse.Namespace) -> dict
         patch_size=args.patch_size,
         device="cpu",
     )
-    with torch.no_grad():
-        our_fit_s, _ = timed(lambda: ours.fit(photos, args.class_id))
-        their_fit_s, (their_crops, their_u, their_w) = timed(lambda: theirs.fit(photos))
-        our_importance_s, our_importance = timed(
-            lambda: ours.importance(photos, "sobol", nb_design=args.nb_design)
-        )
-        their_importance_s, their_importance = timed(
-            lambda: theirs.estimate_importance(photos, args.class_id, nb_design=args.nb_design)
-        )
+    their_fit_s, (their_crops, their_u, their_w) = timed(lambda: theirs.fit(photos))
+    their_importance_s, their_importance = timed(
+        lambda: theirs.estimate_importance(photos, args.class_id, nb_design=args.nb_design)
+    )
     their_w = torch.as_tensor(np.asarray(their_w), dtype=torch.float64)
     their_u = torch.as_tensor(np.asarray(their_u), dtype=torch.float64)
     match = match_concepts(ours.components_.double(), their_w)
@@ -264,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "code_relative_error": relative_error(positions, their_position_codes, ours.components_),
         }
         log(f"overcomplete: fit {their_fit_s:.2f} s, code {their_code_s:.2f} s")
-    authors = None if args.skip_peer else compare_craft_xai(model, photos, args)
+    authors = None if args.skip_peer else compare_craft_xai(model, photos, args, craft, fit_s, sobol_s, sobol)
     load_after = load_average()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -101,9 +101,11 @@ class Craft:
     stride
         Step of the crop grid. Default ``int(0.8 · patch_size)``, the paper's code
         (``craft_torch.py``): overlapping crops, 4 × 4 per 224 px image at 64 px. With it,
-        spyglass and the authors' package extract the same crops, concept bank and importance
-        ranking (``benchmarks/concepts.py``); tiling without overlap (``stride=patch_size``)
-        gives other concepts (matched cosines 0.58–0.98).
+        spyglass and the authors' package cut the same crops, and on 64 photos (1,024 crops)
+        learn the same concept bank (matched cosines ≥ 0.99999) and importance ranking
+        (Spearman 1.0; ``benchmarks/concepts.py``); tiling without overlap
+        (``stride=patch_size``, the default before) gave other concepts (matched cosines
+        0.58–0.98, importance Spearman 0.82).
     input_size
         ``(H, W)`` each crop is resized to (bilinear) before the model sees it. Default: the
         model's input size for a :class:`~spyglass.models.VisionModel`, else the size of the
