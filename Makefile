@@ -43,6 +43,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/attributions.py
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/concepts.py
+	$(BIN)/python benchmarks/sobol.py
 	$(BIN)/python benchmarks/featureviz.py
 
 clean:

@@ -276,7 +276,7 @@ def test_bad_options_are_reported(name: str) -> None:
         ({"nb_samples": 1}, "nb_samples must be an int >= 2"),
         ({"value": 2.0}, r"value must be None, a float in \[0, 1\]"),
         ({"value": (0.1, 0.2)}, "value must be None"),
-        ({"n_segments": 0}, "n_segments must be an int >= 1"),
+        ({"n_segments": 0}, "n_segments must be a positive int"),
     ]:
         with pytest.raises(ValueError, match=message):
             attributions.create(name, model, **options)

@@ -78,7 +78,10 @@ def tiny() -> TinyNet:
 
 @pytest.fixture
 def fitted(tiny: TinyNet) -> Craft:
-    return Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(block_images(6), 1)
+    # stride=8 tiles the 8 px blocks, one colour per crop (the default 0.8 * patch overlaps them).
+    return Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, stride=8, progress=False).fit(
+        block_images(6), 1
+    )
 
 
 def split_scores(craft: Craft, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -338,8 +341,8 @@ def test_clear_errors_on_bad_use(tiny: TinyNet) -> None:
         with pytest.raises(NotFittedError, match="not fitted yet"):
             use()
     assert not hasattr(craft, "crops_")
-    with pytest.raises(ValueError, match="at least n_concepts=20 crops"):
-        Craft(tiny, layer="relu2", n_concepts=20, patch_size=8, progress=False).fit(images, 0)
+    with pytest.raises(ValueError, match="at least n_concepts=30 crops"):  # 25 crops at stride 6
+        Craft(tiny, layer="relu2", n_concepts=30, patch_size=8, progress=False).fit(images, 0)
     with pytest.raises(ValueError, match="values in"):
         craft.fit(images * 255, 0)
     with pytest.raises(ValueError, match="patch_size=64 does not fit"):
@@ -357,6 +360,19 @@ def test_clear_errors_on_bad_use(tiny: TinyNet) -> None:
         craft.importance(images, method="lime")
     with pytest.raises(ValueError, match="power of two"):
         craft.importance(images, nb_design=30)
+
+
+def test_default_stride_is_the_papers_overlapping_grid(tiny: TinyNet) -> None:
+    # craft_torch.py cuts crops at stride int(0.8 * patch_size): 51 px for 64 px crops, so
+    # 4 x 4 crops of a 224 px image (tops 0, 51, 102, 153), against 3 x 3 when tiling.
+    assert Craft(tiny, patch_size=64).stride == 51
+    assert Craft(tiny, patch_size=1).stride == 1
+    assert Craft(tiny, patch_size=64, stride=64).stride == 64
+    craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(block_images(2), 0)
+    assert craft.stride == 6
+    starts = [0, 6, 12, 18, 24]  # 32 px images
+    boxes = [[i, top, left] for i in range(2) for top in starts for left in starts]
+    assert craft.crop_boxes_.tolist() == boxes
 
 
 def test_default_layer_is_the_last_feature_map(tiny: TinyNet) -> None:

@@ -28,7 +28,7 @@ from spyglass.attributions._base import Attribution
 from spyglass.attributions._perturbations import check_fill
 from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
-from spyglass.sampling.designs import check_int
+from spyglass.validation import check_int, check_seed
 
 __all__ = ["SEGMENTATIONS", "CoalitionMasks", "SurrogateAttribution", "segment", "weighted_least_squares"]
 
@@ -170,7 +170,7 @@ class SurrogateAttribution(Attribution):
         self.grid_size = check_int(grid_size, "grid_size", 1)
         self.nb_samples = check_int(nb_samples, "nb_samples", 2)
         self.fill = check_fill(value, model)
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = check_seed(seed)
 
     @abstractmethod
     def coalitions(self, nb_segments: int) -> tuple[Tensor, Tensor]:

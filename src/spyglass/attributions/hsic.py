@@ -35,7 +35,8 @@ from spyglass.attributions._perturbations import resolve_perturbation
 from spyglass.attributions._registry import register
 from spyglass.engines.perturbation import Perturbation, UpsampledMasks, perturbation_scores
 from spyglass.objectives import Objective, target_logit
-from spyglass.sampling.designs import check_design_size, check_int, check_sampler, sample
+from spyglass.sampling.designs import check_design_size, check_sampler, sample
+from spyglass.validation import check_int, check_seed
 
 __all__ = ["KERNELS", "HsicAttribution", "hsic_design", "hsic_indices"]
 
@@ -224,7 +225,7 @@ class HsicAttribution(Attribution):
         self.sampler = check_sampler(sampler)
         self.nb_design = check_design_size(self.sampler, nb_design)
         self.kernel = _check_kernel(kernel)
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = check_seed(seed)
         self.perturbation = resolve_perturbation(perturbation, model)
 
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -13,9 +13,10 @@ option of a rule means the same in both spaces:
 
 - ``"sobol"`` (CRAFT, Fel et al., CVPR 2023): a mask ``m ∈ [0, 1]^r`` over concepts scales
   every position's coefficients, ``U ⊙ m``; the masks are the quasi-Monte Carlo
-  pick-freeze design of :func:`~spyglass.sampling.sensitivity_design` and the importance of
-  concept ``i`` is its total-order Sobol' index (``nb_design · (r + 2)`` scores per image),
-  :func:`~spyglass.sampling.total_order_indices` as pixel Sobol' calls them.
+  pick-freeze design of :func:`~spyglass.sampling.sensitivity_design`, the one pixel Sobol'
+  uses (its ``B`` columns paired with ``A``'s so that none correlates, ``pairing="matched"``),
+  and the importance of concept ``i`` is its total-order Sobol' index (``nb_design · (r + 2)``
+  scores per image), :func:`~spyglass.sampling.total_order_indices` as pixel Sobol' calls them.
 - ``"occlusion"``: :func:`~spyglass.attributions.occlusion.occlusion_drops`,
   ``s(U) − s(U ⊙ (1 − e_i))``, concept ``i`` removed at every position.
 - ``"rise"`` (Petsiuk et al., BMVC 2018, in concept space): ``N`` random binary masks

@@ -46,10 +46,11 @@ from torch import Tensor
 
 from spyglass.sampling.designs import (
     check_design_size,
-    check_int,
+    check_pairing,
     check_sampler,
     sensitivity_design,
 )
+from spyglass.validation import check_int, check_seed
 
 __all__ = ["ESTIMATORS", "sobol_total_indices", "split_scores", "total_order_indices"]
 
@@ -252,6 +253,7 @@ def sobol_total_indices(
     sampler: str = "sobol",
     seed: int = 0,
     batch_size: int | None = None,
+    pairing: str = "matched",
 ) -> Tensor:
     """Total-order Sobol' indices of ``func`` over independent uniform inputs in ``[0, 1]^d``.
 
@@ -278,6 +280,9 @@ def sobol_total_indices(
     batch_size
         Rows per call of ``func``; ``None`` evaluates the whole design in one call. The
         result does not depend on it (for a ``func`` that treats rows independently).
+    pairing
+        One of :data:`~spyglass.sampling.designs.PAIRINGS`: how ``B``'s columns are paired
+        with ``A``'s (see :func:`~spyglass.sampling.designs.sensitivity_design`).
 
     Returns
     -------
@@ -290,7 +295,7 @@ def sobol_total_indices(
         If ``func`` is not callable, an integer argument is not an int, or ``func`` returns
         something other than a real tensor.
     ValueError
-        On an unknown estimator or sampler (the message lists the valid ones), ``nb_dims < 1``,
+        On an unknown estimator, sampler or pairing (the message lists the valid ones), ``nb_dims < 1``,
         ``nb_design < 2`` or not a power of two with ``"sobol"``, a negative seed,
         ``batch_size < 1``, or ``func`` returning the wrong shape or a NaN/infinite score.
 
@@ -307,9 +312,9 @@ def sobol_total_indices(
     sampler = check_sampler(sampler)
     nb_dims = check_int(nb_dims, "nb_dims", 1)
     nb_design = check_design_size(sampler, nb_design)
-    seed = check_int(seed, "seed", 0)
+    seed = check_seed(seed)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
-    design = sensitivity_design(nb_dims, nb_design, sampler, seed)
+    design = sensitivity_design(nb_dims, nb_design, sampler, seed, pairing=check_pairing(pairing))
     scores = _evaluate(func, design, batch_size)
     return total_order_indices(scores, nb_dims, nb_design, estimator)
