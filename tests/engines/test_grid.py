@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from spyglass.attributions import HsicAttribution
 from spyglass.attributions._surrogate import segment
 from spyglass.engines import UpsampledMasks, cell_boxes, cell_of_pixel, cell_sums, cells_along, upsample_cells
 from spyglass.metrics import MuFidelity
@@ -120,3 +121,16 @@ def test_bad_grids_are_reported() -> None:
         cell_sums(torch.rand(4, 4), 2)
     with pytest.raises(ValueError, match=r"masks must be a tensor \(\.\.\., h, w\)"):
         upsample_cells(torch.rand(4), (4, 4))
+
+
+def test_hsic_maps_are_constant_on_the_cells_its_masks_hid() -> None:
+    # 82 px with a 2 × 2 grid: a size where floating-point nearest resampling misplaced a row.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    )
+    maps = HsicAttribution(model, grid_size=2, nb_design=16, progress=False)(torch.rand(1, 3, 82, 82), 1)
+    cells = cell_of_pixel(82, 82, 2)
+    for index in range(4):
+        values = maps[0][cells == index]
+        assert torch.equal(values, values[:1].expand_as(values))
