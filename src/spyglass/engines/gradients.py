@@ -243,9 +243,15 @@ def iter_gradients(
         for rows in progress_bar(
             batches, enabled=progress, total=-(-n // batch_size), desc=desc, unit="batch"
         ):
-            x = _differentiable(inputs[rows].to(device), create_graph=False)
-            gradient, score = _gradient(model, x, targets[rows].to(device), objective, False)
-            yield rows, gradient, score.detach()
+            gradient, score = input_gradients(
+                model,
+                inputs[rows].to(device),
+                targets[rows].to(device),
+                objective=objective,
+                mode="as_is",  # eval mode is already held for the whole stream
+                return_scores=True,
+            )
+            yield rows, gradient, score
 
 
 @overload
