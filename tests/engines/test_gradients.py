@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spyglass.engines import batched_gradients, iter_gradients
+from spyglass.engines import batched_gradients, input_gradients, iter_gradients
 from spyglass.objectives import target_log_probability, target_logit, target_probability
 from tests.helpers import mixed_mode, module_flags
 
@@ -92,3 +92,180 @@ def test_lazy_sources_are_built_one_batch_at_a_time() -> None:
     assert source.built == [slice(0, 2), slice(2, 4), slice(4, 5)]
     rows = [rows for rows, _, _ in iter_gradients(model, base, targets, batch_size=3, progress=False)]
     assert rows == [slice(0, 3), slice(3, 5)]
+
+
+# --- input_gradients: the primitive, with create_graph and a chosen mode -------------------------
+
+
+def tanh_model(dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)
+    ).to(dtype)
+
+
+def test_create_graph_gradient_differentiates_into_the_weights_as_finite_differences_say() -> None:
+    model = tanh_model()
+    x = torch.rand(5, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 1, 0, 1])
+    probe = torch.randn(5, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def loss() -> torch.Tensor:  # a harmonization-like loss on the saliency
+        return (input_gradients(model, x, y, create_graph=True) * probe).sum()
+
+    weight = model[1].weight
+    loss().backward()
+    assert weight.grad is not None
+    analytic = weight.grad.clone()
+    numeric = torch.zeros_like(analytic)
+    step = 1e-6
+    with torch.no_grad():
+        for index in range(weight.numel()):
+            original = weight.view(-1)[index].item()
+            weight.view(-1)[index] = original + step
+            up = (input_gradients(model, x, y) * probe).sum()
+            weight.view(-1)[index] = original - step
+            down = (input_gradients(model, x, y) * probe).sum()
+            weight.view(-1)[index] = original
+            numeric.view(-1)[index] = (up - down) / (2 * step)
+    # Not zero: the saliency of a tanh network really depends on the first layer's weights.
+    assert float(analytic.abs().max()) > 1e-2
+    torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_create_graph_passes_gradcheck_in_the_weights() -> None:
+    model = tanh_model()
+    x = torch.rand(3, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([1, 0, 1])
+    second = model[3]
+
+    def saliency_of(weight: torch.Tensor) -> torch.Tensor:
+        def objective(net: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            hidden = net[:3](images)
+            return torch.nn.functional.linear(hidden, weight, second.bias).gather(1, targets[:, None])[:, 0]
+
+        return input_gradients(model, x, y, objective=objective, create_graph=True)
+
+    w = second.weight.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(saliency_of, (w,))
+    assert torch.autograd.gradgradcheck(saliency_of, (w,))
+
+
+def test_without_create_graph_the_gradient_is_detached_and_equals_the_batched_one() -> None:
+    model = tanh_model(torch.float32)
+    x = torch.rand(4, 1, 2, 2)
+    y = torch.tensor([0, 1, 0, 1])
+    gradient, scores = input_gradients(model, x, y, return_scores=True)
+    assert not gradient.requires_grad and not scores.requires_grad
+    torch.testing.assert_close(gradient, batched_gradients(model, x, y, progress=False), rtol=0, atol=0)
+    kept, kept_scores = input_gradients(model, x, y, create_graph=True, return_scores=True)
+    assert kept.requires_grad and kept_scores.requires_grad
+    torch.testing.assert_close(kept.detach(), gradient)
+
+
+def test_create_graph_leaves_grad_untouched_until_the_caller_backprops() -> None:
+    model = tanh_model(torch.float32)
+    x = torch.rand(4, 1, 2, 2)
+    gradient = input_gradients(model, x, torch.tensor([0, 1, 0, 1]), create_graph=True)
+    assert all(p.grad is None for p in model.parameters())
+    assert not x.requires_grad and x.grad is None
+    gradient.square().sum().backward()
+    assert model[1].weight.grad is not None and model[3].weight.grad is not None
+    assert model[3].bias.grad is None  # the input gradient does not depend on the last bias
+
+
+def test_an_input_already_in_a_graph_stays_connected_with_create_graph() -> None:
+    model = tanh_model()
+    source = torch.rand(2, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    # tanh's second derivative: the saliency at 2 * source depends on source.
+    gradient = input_gradients(model, 2 * source, torch.tensor([0, 1]), create_graph=True)
+    (through,) = torch.autograd.grad(gradient.sum(), source)
+    assert float(through.abs().max()) > 0
+
+
+def batch_norm_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 1),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(12, 2),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1.0, 1.0)
+        model[1].running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def by_hand(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    leaf = x.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(model(leaf).gather(1, y[:, None]).sum(), leaf)
+    return gradient
+
+
+def test_train_mode_uses_batch_statistics_and_restores_every_flag() -> None:
+    model = mixed_mode(batch_norm_model())  # train overall, the batch norm frozen in eval
+    before = module_flags(model)
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    running = model[1].running_mean.clone()
+
+    train = input_gradients(model, x, y, mode="train")
+    assert module_flags(model) == before
+    # Batch statistics were used (and, as in any training step, the running ones updated).
+    assert not torch.equal(model[1].running_mean, running)
+    with torch.no_grad():
+        model[1].running_mean.copy_(running)
+    model[1].train()
+    expected_train = by_hand(model, x, y)
+    model[1].eval()
+    torch.testing.assert_close(train, expected_train)
+
+    evaluated = input_gradients(model, x, y, mode="eval")
+    model.eval()
+    torch.testing.assert_close(evaluated, by_hand(model, x, y))
+    assert not torch.allclose(train, evaluated, atol=1e-4)
+
+    mixed_mode(model)
+    as_is = input_gradients(model, x, y, mode="as_is")
+    torch.testing.assert_close(as_is, by_hand(model, x, y))  # the frozen batch norm stays frozen
+    assert module_flags(model) == before
+
+
+def test_bad_mode_targets_and_detached_objectives_are_reported() -> None:
+    model = tanh_model(torch.float32)
+    x = torch.rand(2, 1, 2, 2)
+    with pytest.raises(ValueError, match="mode must be one of 'eval', 'train', 'as_is'"):
+        input_gradients(model, x, torch.tensor([0, 1]), mode="training")  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match=r"targets must be a tensor of shape \(2,\)"):
+        input_gradients(model, x, torch.tensor([0]))
+    with pytest.raises(ValueError, match="carry no gradient"):
+        input_gradients(model, x, torch.tensor([0, 1]), objective=lambda m, a, t: m(a).detach()[:, 0])
+
+
+# --- grad modes a notebook user may be in ---------------------------------------------------------
+
+
+def test_gradients_are_switched_on_under_no_grad() -> None:
+    model = tanh_model(torch.float32)
+    x = torch.rand(3, 1, 2, 2)
+    y = torch.tensor([0, 1, 0])
+    expected = batched_gradients(model, x, y, progress=False)
+    with torch.no_grad():
+        torch.testing.assert_close(batched_gradients(model, x, y, progress=False), expected)
+        torch.testing.assert_close(input_gradients(model, x, y), expected)
+        assert input_gradients(model, x, y, create_graph=True).requires_grad
+
+
+def test_inference_mode_is_refused_with_a_clear_message() -> None:
+    model = tanh_model(torch.float32)
+    y = torch.tensor([0, 1])
+    with torch.inference_mode():
+        x = torch.rand(2, 1, 2, 2)
+        with pytest.raises(ValueError, match=r"outside the torch\.inference_mode\(\) block"):
+            input_gradients(model, x, y)
+        with pytest.raises(ValueError, match=r"inside torch\.inference_mode\(\)"):
+            batched_gradients(model, x, y, progress=False)
+    # An inference tensor made there can still be explained outside.
+    torch.testing.assert_close(input_gradients(model, x, y), input_gradients(model, x.clone(), y))

@@ -23,7 +23,7 @@ from spyglass.attributions.lime import Lime
 from spyglass.attributions.occlusion import Occlusion
 from spyglass.attributions.rise import RISE
 from spyglass.attributions.saliency import Saliency
-from spyglass.attributions.smoothgrad import SmoothGrad, SquareGrad, VarGrad
+from spyglass.attributions.smoothgrad import NoiseTunnel, SmoothGrad, SquareGrad, VarGrad
 from spyglass.attributions.sobol import SobolAttribution
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "IntegratedGradients",
     "KernelShap",
     "Lime",
+    "NoiseTunnel",
     "Occlusion",
     "Saliency",
     "SmoothGrad",

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._perturbations import check_fill
+from spyglass.engines.grid import cell_of_pixel
 from spyglass.engines.perturbation import inpainting, perturbation_scores
 from spyglass.objectives import Objective, target_logit
 from spyglass.validation import check_int, check_seed
@@ -46,19 +47,12 @@ def segment(
 
     ``"slic"`` runs :func:`skimage.segmentation.slic` (``n_segments``, compactness 10, in
     CIELAB); ``"grid"`` cuts ``grid_size × grid_size`` cells (cell of pixel ``(r, c)``:
-    ``(r·g // H)·g + c·g // W``, the cells of a nearest-neighbour upsampling); a callable
+    ``(r·g // H)·g + c·g // W``, :func:`spyglass.engines.grid.cell_of_pixel`); a callable
     returns any integer labels, which are renumbered.
     """
     height, width = image.shape[-2:]
-    if segmentation == "grid":
-        if grid_size > min(height, width):
-            raise ValueError(
-                f"grid_size must be at most the image size so that every cell has pixels; "
-                f"got grid_size={grid_size} for {height}×{width} images"
-            )
-        rows = torch.arange(height, device=image.device) * grid_size // height
-        columns = torch.arange(width, device=image.device) * grid_size // width
-        return rows[:, None] * grid_size + columns[None, :]
+    if segmentation == "grid":  # refuses a grid_size larger than the image, so every cell has pixels
+        return cell_of_pixel(height, width, grid_size, device=image.device)
     if segmentation == "slic":
         pixels = image.detach().permute(1, 2, 0).to("cpu", torch.float64).numpy()
         labels = slic(pixels, n_segments=n_segments, compactness=10.0, start_label=0, channel_axis=-1)

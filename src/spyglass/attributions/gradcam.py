@@ -27,7 +27,7 @@ from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.forward import model_device
 from spyglass.engines.gradients import iter_gradients
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.models.split import _input_shape, _prefix, split
 from spyglass.objectives import Objective, target_logit
 
@@ -62,7 +62,7 @@ def _output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
     handles = [module.register_forward_hook(recorder(name)) for name, module in _named_layers(model).items()]
     try:
-        with inference_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, 3, *_input_shape(model, None), device=model_device(model)))
     finally:
         for handle in handles:
@@ -197,7 +197,7 @@ class _GradientWeightedCAM(Attribution):
         source = _LayerActivations(bottom, images, model_device(self.model))
         maps = torch.empty(images.shape[0], *images.shape[2:], dtype=torch.float32, device=images.device)
         # g's modules are not all in h: restore the whole model's flags, not only h's.
-        with inference_mode(self.model):
+        with eval_mode(self.model):
             for rows, gradients, _ in iter_gradients(
                 top,
                 source,

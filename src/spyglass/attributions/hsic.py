@@ -27,12 +27,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._perturbations import resolve_perturbation
 from spyglass.attributions._registry import register
+from spyglass.engines.grid import upsample_cells
 from spyglass.engines.perturbation import Perturbation, UpsampledMasks, perturbation_scores
 from spyglass.objectives import Objective, target_logit
 from spyglass.sampling.designs import check_design_size, check_sampler, sample
@@ -251,7 +251,7 @@ class HsicAttribution(Attribution):
         )
         indices = torch.stack([hsic_indices(design, row.cpu(), kernel=self.kernel) for row in scores])
         grid = indices.reshape(-1, 1, self.grid_size, self.grid_size).to(images.device, torch.float32)
-        return F.interpolate(grid, size=(height, width), mode="nearest")[:, 0]
+        return upsample_cells(grid, (height, width))[:, 0]  # the cells its masks hid
 
     def __repr__(self) -> str:
         return (

@@ -33,7 +33,7 @@ from spyglass.concepts._crops import CropSource, crop_grid, cut_crops, resize
 from spyglass.concepts._importance import IMPORTANCE_METHODS, ConceptSpace
 from spyglass.concepts._registry import create_learner
 from spyglass.engines.forward import batched_forward, iter_batches, model_device
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.models.split import split
 from spyglass.models.vision_model import VisionModel
 from spyglass.objectives import Objective, target_logit
@@ -367,7 +367,7 @@ class Craft:
             spatial.append(tuple(maps.shape[1:]))
             return maps.mean(dim=(2, 3))
 
-        with inference_mode(self.model):
+        with eval_mode(self.model):
             activations = batched_forward(
                 bottom,
                 CropSource(images, boxes, self.patch_size, size),
@@ -438,7 +438,7 @@ class Craft:
         """
         images = check_images(images)
         parts: list[Tensor] = []
-        with inference_mode(self.model):
+        with eval_mode(self.model):
             for coded in self._coded_batches(images, "CRAFT transform"):
                 codes = coded.codes.reshape(coded.codes.shape[0], *coded.spatial, -1)
                 parts.append(codes.to(images.device))
@@ -509,7 +509,7 @@ class Craft:
         parts: list[Tensor] = []
         batches = iter_batches(images.shape[0], self.batch_size)
         total = -(-images.shape[0] // self.batch_size)
-        with inference_mode(self.model):
+        with eval_mode(self.model):
             for rows in progress_bar(
                 batches, enabled=self.progress, total=total, desc="CRAFT concept maps", unit="batch"
             ):
@@ -626,7 +626,7 @@ class Craft:
         }
         images = check_images(images)
         parts: list[Tensor] = []
-        with inference_mode(self.model):
+        with eval_mode(self.model):
             for space in self._concept_spaces(images, f"CRAFT importance ({method})"):
                 parts.append(space.run(method, options, self.batch_size))
         scores = torch.cat(parts).to(torch.float32)
@@ -635,7 +635,7 @@ class Craft:
     def _concept_spaces(self, images: Tensor, desc: str) -> Iterator[ConceptSpace]:
         """``images`` (checked) batch by batch as :class:`ConceptSpace` s of the fitted class.
 
-        The caller holds :func:`~spyglass.engines.state.inference_mode` on the model while it
+        The caller holds :func:`~spyglass.engines.state.eval_mode` on the model while it
         iterates; :meth:`importance` and :mod:`spyglass.concepts.fidelity` share this.
         """
         learner = self.learner_
@@ -778,7 +778,7 @@ def _probe_layers(model: nn.Module, images: Tensor) -> dict[str, tuple[tuple[int
 
     handles = [module.register_forward_hook(recorder(name)) for name, module in _named_layers(model).items()]
     try:
-        with inference_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(images.to(model_device(model)))
     finally:
         for handle in handles:

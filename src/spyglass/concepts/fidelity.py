@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from spyglass.concepts.craft import Craft
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.metrics._stats import auc, pearson_rows
 from spyglass.validation import check_images, check_int, check_seed
 
@@ -66,7 +66,7 @@ def _check_importance(importance: object, n_images: int, n_concepts: int) -> Ten
 def _masked_scores(craft: Craft, images: Tensor, masks: Tensor, desc: str) -> Tensor:
     """``s(U_n ⊙ masks[n, k])`` ``(N, M)`` ``float64`` on the CPU, from masks ``(N, M, r)``."""
     rows: list[Tensor] = []
-    with inference_mode(craft.model):
+    with eval_mode(craft.model):
         for space in craft._concept_spaces(images, desc):
             for image in range(space.codes.shape[0]):
                 scores = space.masked_scores(image, masks[len(rows)], craft.batch_size)

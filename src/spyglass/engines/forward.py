@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from spyglass.engines.sources import InputSource
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.progress import progress_bar
 from spyglass.validation import check_batch_size
 
@@ -73,7 +73,7 @@ def batched_forward(
     outputs: list[Tensor] = []
     n = len(inputs)
     batches = iter_batches(n, batch_size)
-    with inference_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for rows in progress_bar(
             batches, enabled=progress, total=-(-n // batch_size), desc=desc, unit="batch"
         ):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.engines.forward import batched_forward
+from spyglass.engines.grid import upsample_cells
 from spyglass.engines.sources import InputSource
 from spyglass.objectives import Objective, target_logit
 
@@ -116,8 +117,10 @@ def amplitude(sigma: float = 2.0) -> Perturbation:
 class UpsampledMasks:
     """Low-resolution masks ``(M, h, w)`` served at ``size`` one batch at a time, as ``(B, 1, H, W)``.
 
-    ``mode`` is any :func:`torch.nn.functional.interpolate` mode; Sobol and HSIC use
-    ``"nearest"`` (sharp cells), RISE ``"bilinear"``.
+    ``mode`` is ``"nearest"`` (sharp cells, as Sobol, HSIC and MuFidelity use: the exact
+    integer rule of :func:`~spyglass.engines.grid.upsample_cells`, so a grid's cells are
+    those of :func:`~spyglass.engines.grid.cell_of_pixel`) or any other
+    :func:`torch.nn.functional.interpolate` mode (RISE uses ``"bilinear"``).
     """
 
     def __init__(self, masks: Tensor, size: tuple[int, int], *, mode: str = "nearest") -> None:
@@ -134,6 +137,8 @@ class UpsampledMasks:
         low = self.masks[rows].unsqueeze(1).to(torch.float32)
         if tuple(low.shape[-2:]) == self.size:
             return low
+        if self.mode == "nearest":
+            return upsample_cells(low, self.size)
         align = {"align_corners": False} if self.mode in ("bilinear", "bicubic") else {}
         return F.interpolate(low, size=self.size, mode=self.mode, **align)
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from spyglass.engines.forward import model_device
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.featureviz.objectives import Objective
 from spyglass.featureviz.parametrizations import FourierImage, MacoImage
 from spyglass.featureviz.transforms import random_crops
@@ -179,7 +179,7 @@ def optimize(
         raise ValueError("image has no parameter to optimise")
     optimizer = torch.optim.NAdam(parameters, lr=lr)
     history = torch.zeros(steps)
-    with inference_mode(model), _frozen(model):
+    with eval_mode(model), _frozen(model):
         with torch.no_grad():  # an unfit channel index or class fails here, before any work
             objective(model, torch.full((1, 3, *model.input_size), 0.5, device=device))
         rendered = image()

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
 from spyglass.attributions._perturbations import check_fill
+from spyglass.engines.grid import cell_of_pixel, cell_sums
 from spyglass.engines.perturbation import (
     Perturbation,
     UpsampledMasks,
@@ -399,9 +399,8 @@ class MuFidelity(_ImageMetric):
         generator = torch.Generator().manual_seed(check_seed(seed))
         chosen = torch.rand(self.nb_samples, cells, generator=generator).argsort(dim=1)[:, : self.subset_size]
         self.removed = torch.zeros(self.nb_samples, cells).scatter_(1, chosen, 1.0)
-        #: Which cell each pixel belongs to: the nearest-neighbour upsampling the masks use.
-        grid = torch.arange(cells, dtype=torch.float32).view(1, 1, self.grid_size, self.grid_size)
-        self.cell_of_pixel = F.interpolate(grid, size=(height, width), mode="nearest").long().flatten()
+        #: Which cell each pixel belongs to (flattened): the cells the masks are upsampled to.
+        self.cell_of_pixel = cell_of_pixel(height, width, self.grid_size).flatten()
 
     def scores(self, maps: Tensor) -> Tensor:
         """One correlation per image, ``(N,)`` ``float32``; NaN where a side is constant."""
@@ -421,10 +420,8 @@ class MuFidelity(_ImageMetric):
             desc=self.name,
         ).to("cpu", torch.float64)
         drops = scores[:, :1] - scores[:, 1:]
-        flat = maps.to("cpu", torch.float64).flatten(1)
-        cell_sums = torch.zeros(flat.shape[0], self.grid_size**2, dtype=torch.float64)
-        cell_sums.index_add_(1, self.cell_of_pixel, flat)
-        summed = cell_sums @ self.removed.to(torch.float64).T
+        per_cell = cell_sums(maps.to("cpu", torch.float64), self.grid_size)
+        summed = per_cell @ self.removed.to(torch.float64).T
         return pearson_rows(summed, drops).to(torch.float32)
 
     def __repr__(self) -> str:

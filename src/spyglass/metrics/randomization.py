@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.metrics._base import Metric, check_attribution, check_images_targets, check_maps, register
 from spyglass.metrics._stats import spearman_rows
 from spyglass.validation import check_int, check_seed
@@ -43,7 +43,7 @@ def top_layers(model: nn.Module, example: Tensor, count: int) -> list[str]:
 
     handles = [module.register_forward_pre_hook(record(name)) for name, module in candidates.items()]
     try:
-        with inference_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(example)
     finally:
         for handle in handles:

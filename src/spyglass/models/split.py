@@ -27,7 +27,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from spyglass.engines.forward import model_device
-from spyglass.engines.state import inference_mode
+from spyglass.engines.state import eval_mode
 from spyglass.models.vision_model import VisionModel
 
 __all__ = ["LayerInfo", "list_layers", "split"]
@@ -125,7 +125,7 @@ def _cut(model: nn.Module, layer: str) -> _Cut:
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else " See list_layers(model)."
         raise ValueError(f"unknown layer {layer!r}.{hint}")
-    with inference_mode(model):
+    with eval_mode(model):
         try:
             graph = _LeafTracer(qualified).trace(model)
         except Exception as error:  # fx raises many types on untraceable code
@@ -229,7 +229,7 @@ def _check_reconstruction(
 ) -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, *size, generator=generator).to(model_device(model))
-    with inference_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         expected = model(x)
         activations = g(x)
         got = h(activations)
@@ -274,7 +274,7 @@ def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) 
             handles.append(module.register_forward_hook(lambda m, a, o, name=name: record(name, m, a, o)))
     size = _input_shape(model, input_size)
     try:
-        with inference_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, 3, *size, device=model_device(model)))
     finally:
         for handle in handles:
