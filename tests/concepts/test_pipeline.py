@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import doctest
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from spyglass import featureviz, models
 from spyglass.concepts import ClassConcepts, ConceptSettings, Craft, class_concepts
 from spyglass.concepts import pipeline as pipeline_module
+from spyglass.concepts import strategic as strategic_module
 from spyglass.featureviz import Visualization
 from spyglass.models import VisionModel
 from tests.concepts.test_craft import N_FEATURES, TinyNet, block_images, split_scores
@@ -28,7 +30,12 @@ MACO = {"maco_steps": 2, "maco_size": 16, "maco_crops": 1}
 
 def wrapped(net: TinyNet) -> VisionModel:
     return VisionModel(
-        net, input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), class_names=list("abcd"), name="tiny"
+        net,
+        input_size=(32, 32),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        class_names=list("abcd"),
+        name="tiny",
     )
 
 
@@ -102,7 +109,9 @@ def test_importance_is_craft_gradient_input_and_shares_split_the_logit(
     assert record.craft.reconstruction_error_ < 1e-3
     # In logit units (the tiny logits here would magnify the rounding of a ratio).
     bias = float(net.fc.bias[CLASS].detach())
-    assert torch.allclose((record.logit_share_per_image * logits[:, None]).sum(dim=1), logits - bias, atol=1e-4)
+    assert torch.allclose(
+        (record.logit_share_per_image * logits[:, None]).sum(dim=1), logits - bias, atol=1e-4
+    )
     assert torch.allclose(record.logit_share.sum() * logits.mean(), logits.mean() - bias, atol=1e-4)
 
 
@@ -151,7 +160,9 @@ def test_alignment_is_the_cosine_with_the_classifier_weights(record: ClassConcep
     by_hand = F.normalize(record.concepts, dim=1) @ F.normalize(weights, dim=1).T
     assert torch.allclose(record.alignment.cosine, by_hand, atol=1e-5)
     assert torch.equal(record.alignment.top_classes, by_hand.argsort(dim=1, descending=True))
-    assert torch.allclose(record.alignment.top_cosines, by_hand.sort(dim=1, descending=True).values, atol=1e-5)
+    assert torch.allclose(
+        record.alignment.top_cosines, by_hand.sort(dim=1, descending=True).values, atol=1e-5
+    )
     short = class_concepts(net, block_images(4), CLASS, render=False, alignment_top_k=2, **FAST)
     assert short.alignment is not None and short.alignment.top_classes.shape == (3, 2)
 
@@ -197,11 +208,25 @@ def test_the_same_seed_gives_the_same_record(net: TinyNet, images: torch.Tensor)
     assert not torch.equal(first.importance_per_image, other.importance_per_image)  # the seed matters
 
 
-def test_strategic_graph_embeds_the_per_image_importance(net: TinyNet, images: torch.Tensor) -> None:
-    record = class_concepts(net, images, CLASS, render=False, strategic=True, min_share=0.2, **FAST)
-    assert record.strategic is not None
-    assert torch.equal(record.strategic.importance, record.importance_per_image)
-    assert record.strategic.embedding.shape == (6, 2) and record.strategic.min_share == 0.2
+def test_strategic_graph_embeds_the_per_image_importance(
+    net: TinyNet, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # UMAP itself is tested in test_strategic (its first call compiles for most of a minute);
+    # here a stand-in embedding checks what the pipeline hands the graph.
+    seen: dict[str, object] = {}
+
+    def embed(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+        seen.update(vectors=vectors.copy(), seed=seed)
+        return vectors[:, :2].astype(np.float32)
+
+    monkeypatch.setattr(strategic_module, "_embed", embed)
+    record = class_concepts(net, images, CLASS, render=False, strategic=True, min_share=0.2, seed=5, **FAST)
+    graph = record.strategic
+    assert graph is not None and seen["seed"] == 5 and graph.min_share == 0.2
+    assert np.array_equal(seen["vectors"], record.importance_per_image.numpy())
+    assert torch.equal(graph.importance, record.importance_per_image)
+    assert torch.equal(graph.dominant, record.importance_per_image.argmax(dim=1))
+    assert graph.embedding.shape == (6, 2)
 
 
 def test_the_model_is_left_as_found(net: TinyNet, images: torch.Tensor) -> None:

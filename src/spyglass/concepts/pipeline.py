@@ -257,7 +257,9 @@ def _best_crops(craft: Craft, concept: int, n_crops: int) -> tuple[Tensor, ...]:
 def _affine_weights(
     model: nn.Module, craft: Craft, images: Tensor, batch_size: int
 ) -> tuple[Tensor, Tensor] | None:
-    """``(M, b)`` of an affine top ``h(A) = M mean_xy(A) + b`` ``((n_classes, p), (n_classes,))``, or ``None``.
+    """``(M, b)`` of an affine top ``h(A) = M mean_xy(A) + b``, or ``None`` when the top is not affine.
+
+    ``M`` is ``(n_classes, p)`` and ``b`` ``(n_classes,)``.
 
     ``M``'s columns are ``h(e_k) − h(0)`` with ``e_k`` the k-th feature switched on at every
     position; the result is trusted only if it reproduces ``h`` on the images' own
@@ -442,7 +444,8 @@ def class_concepts(
         )
     if importance_options is not None and not isinstance(importance_options, Mapping):
         raise TypeError(
-            f"importance_options must be a mapping of keyword arguments; got {type(importance_options).__name__}"
+            "importance_options must be a mapping of keyword arguments; got "
+            f"{type(importance_options).__name__}"
         )
     options = dict(importance_options or {})
     for reserved in ("per_image", "seed", "method"):
