@@ -277,10 +277,8 @@ def _affine_weights(
             return logits.double()
 
         bias = averaged(torch.zeros(1, n_features, device=device))[0]
-        columns = [
-            averaged(torch.eye(n_features, device=device)[rows]) - bias
-            for rows in iter_batches(n_features, batch_size)
-        ]
+        basis = torch.eye(n_features, device=device)
+        columns = [averaged(basis[rows]) - bias for rows in iter_batches(n_features, batch_size)]
         weights = torch.cat(columns).T  # (n_classes, p)
         expected = top(maps).double()
         predicted = maps.double().mean(dim=(2, 3)) @ weights.T + bias
