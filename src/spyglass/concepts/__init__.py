@@ -30,6 +30,9 @@ concept space), where they are in an image, and their sub-concepts at an earlier
 the fidelity of a concept importance (the holistic paper's C-Deletion, C-Insertion and
 C-μFidelity); :func:`strategic_cluster_graph` maps the per-image importance of a class in
 2-D (UMAP) to show the strategies the model uses and which concepts drive them.
+:func:`class_concepts` runs the whole per-class chain (fit, importance, share of the logit,
+best crops, concept maps, MACO renderings, concept ↔ class alignment) and returns it as data
+(:class:`ClassConcepts`), for the demo page and the atlas.
 
 Fitting uses scikit-learn where it is the well-kept reference (NMF, PCA, FastICA,
 k-means); coding is our own torch code, because it runs at every spatial position of every
@@ -53,6 +56,13 @@ from spyglass.concepts.metrics import (
     sparsity,
 )
 from spyglass.concepts.nmf import NMF, SemiNMF
+from spyglass.concepts.pipeline import (
+    ClassConcepts,
+    ConceptAlignment,
+    ConceptEvidence,
+    ConceptSettings,
+    class_concepts,
+)
 from spyglass.concepts.sparse_coding import SparseCoding
 from spyglass.concepts.strategic import StrategicClusterGraph, strategic_cluster_graph
 
@@ -60,7 +70,11 @@ __all__ = [
     "ICA",
     "NMF",
     "PCA",
+    "ClassConcepts",
+    "ConceptAlignment",
+    "ConceptEvidence",
     "ConceptMatch",
+    "ConceptSettings",
     "Craft",
     "DictionaryLearner",
     "KMeans",
@@ -69,6 +83,7 @@ __all__ = [
     "SparseCoding",
     "StrategicClusterGraph",
     "check_activations",
+    "class_concepts",
     "concept_deletion",
     "concept_insertion",
     "concept_mufidelity",

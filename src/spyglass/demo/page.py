@@ -1,7 +1,9 @@
-"""A small static HTML page builder with no template engine.
+"""The demo's page builder: a small static HTML page with no template engine, and its CSS.
 
 The demo report is a handful of sections of images and tables; a dependency such as
-Jinja would add more than it saves. Everything user-provided is escaped here.
+Jinja would add more than it saves. Everything user-provided is escaped here. The style
+sheet below is the demo's own (its cards, attribution tables and crops); the atlas ships
+its viewer separately.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Page:
 
     Examples
     --------
+    >>> from spyglass.demo.page import Page
     >>> page = Page("Demo", subtitle="EfficientNet-Lite0")
     >>> page.add_section("Notes", "<p>hello</p>")
     >>> page.render().count("<section")

@@ -1,0 +1,47 @@
+"""The demo's settings, in one place: which methods and metrics it shows, and how cheaply.
+
+Every figure is sized for a 2-core CPU and the 7 bundled photos. A new attribution method
+shows up in the demo once it is registered and has its line in :data:`DEMO_METHODS`, with
+options that keep it cheap.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEMO_BATCH_SIZE",
+    "DEMO_CONCEPTS",
+    "DEMO_CONCEPTS_SHOWN",
+    "DEMO_CROPS_SHOWN",
+    "DEMO_FEATUREVIZ",
+    "DEMO_FEATUREVIZ_CLASSES",
+    "DEMO_METHODS",
+    "DEMO_METRICS",
+    "DEMO_PATCH",
+]
+
+# The attribution methods of the demo, in column order, with settings cheap enough for a
+# 2-core CPU: model evaluations per photo are in the comments (7 photos; about 80 forward
+# passes or 25 gradients a second there).
+DEMO_METHODS: dict[str, dict[str, object]] = {
+    "saliency": {},  # 1 gradient
+    "integrated_gradients": {"steps": 16},  # 16 gradients
+    "smoothgrad": {"nb_samples": 16},  # 16 gradients
+    "gradcam": {},  # 1 gradient
+    "sobol": {"grid_size": 7, "nb_design": 8},  # 8 · (7² + 2) = 408 forward passes
+    "rise": {"nb_samples": 400},  # 400 forward passes
+}
+# Images per batch: the per-image cost of the default model is lowest near 16 (DESIGN.md).
+DEMO_BATCH_SIZE = 16
+# The metrics of the demo's table, cheap: per method, 7 photos × (11 + 11 + 33) forward passes.
+DEMO_METRICS: dict[str, dict[str, object]] = {
+    "deletion": {"steps": 10},
+    "insertion": {"steps": 10},
+    "mufidelity": {"nb_samples": 32},
+}
+# CRAFT on each photo's own crops: 64 px at stride 32 give 36 crops of a 224 px photo.
+DEMO_CONCEPTS, DEMO_PATCH = 5, 64
+DEMO_CONCEPTS_SHOWN, DEMO_CROPS_SHOWN = 3, 4
+# MACO images of the first photos' top-1 classes, cheap: 2 classes × 48 steps of 4 crops at
+# 256 px (about 0.1 s a step on 2 idle cores). The library's defaults are 256 steps at 512 px.
+DEMO_FEATUREVIZ: dict[str, int] = {"steps": 48, "image_size": 256, "nb_crops": 4}
+DEMO_FEATUREVIZ_CLASSES = 2
