@@ -18,6 +18,7 @@ from torch import Tensor
 __all__ = [
     "InvalidArgumentError",
     "check_batch_size",
+    "check_bool",
     "check_callable",
     "check_choice",
     "check_float",
@@ -264,6 +265,13 @@ def check_fraction(value: object, name: str) -> float:
 def check_probability(value: object, name: str) -> float:
     """Return ``value`` if it is a number in [0, 1]."""
     return check_float(value, name, minimum=0.0, maximum=1.0)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (a NumPy bool too); ``1`` and ``"yes"`` are not."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

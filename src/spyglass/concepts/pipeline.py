@@ -35,15 +35,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.concepts._base import check_int, check_seed
 from spyglass.concepts._importance import IMPORTANCE_METHODS
 from spyglass.concepts.craft import Craft
 from spyglass.concepts.strategic import StrategicClusterGraph, strategic_cluster_graph
-from spyglass.engines import batched_forward, inference_mode, iter_batches
-from spyglass.engines.forward import check_batch_size, model_device
+from spyglass.engines import batched_forward, eval_mode, iter_batches
+from spyglass.engines.forward import model_device
 from spyglass.models import VisionModel, split
 from spyglass.progress import progress_bar
-from spyglass.validation import check_images
+from spyglass.validation import (
+    check_batch_size,
+    check_bool,
+    check_images,
+    check_int,
+    check_probability,
+    check_seed,
+)
 
 if TYPE_CHECKING:  # featureviz is imported when rendering: its optimisation loop is not needed otherwise
     from spyglass.featureviz import Visualization
@@ -229,18 +235,6 @@ class ClassConcepts:
         return int(self.importance_per_image.shape[0])
 
 
-def _check_flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return value
-
-
-def _check_share(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_share must be a number in [0, 1] (a share of the images); got {value!r}")
-    return float(value)
-
-
 def _best_crops(craft: Craft, concept: int, n_crops: int) -> tuple[Tensor, ...]:
     """The ``n_crops`` fitting crops of ``concept`` with the largest coefficient, best first."""
     scores = craft.crops_u_[:, concept].detach().cpu()
@@ -267,7 +261,7 @@ def _affine_weights(
     """
     bottom, top = split(model, craft.layer, check=False)
     device = model_device(model)
-    with inference_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         maps = bottom(images[:batch_size].to(device))
         height, width = maps.shape[2:]
         n_features = int(maps.shape[1])
@@ -451,14 +445,14 @@ def class_concepts(
             raise ValueError(f"importance_options cannot set {reserved!r}; the pipeline sets it")
     n_crops = check_int(n_crops, "n_crops", 1)
     n_maps = check_int(n_maps, "n_maps", 0)
-    render = _check_flag(render, "render")
-    strategic = _check_flag(strategic, "strategic")
-    _check_flag(progress, "progress")
+    render = check_bool(render, "render")
+    strategic = check_bool(strategic, "strategic")
+    check_bool(progress, "progress")
     maco_steps = check_int(maco_steps, "maco_steps", 1)
     maco_size = check_int(maco_size, "maco_size", 16)
     maco_crops = check_int(maco_crops, "maco_crops", 1)
     alignment_top_k = check_int(alignment_top_k, "alignment_top_k", 1)
-    min_share = _check_share(min_share)
+    min_share = check_probability(min_share, "min_share")
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
     if render and not isinstance(model, VisionModel):
