@@ -61,7 +61,7 @@ def test_every_field_has_its_shape_and_type(record: ClassConcepts, images: torch
     assert isinstance(record.craft, Craft) and record.craft.is_fitted and record.class_id == CLASS
     assert len(record) == n and record.n_concepts == r
     assert isinstance(record.settings, ConceptSettings)
-    assert record.settings.layer == "relu2" and record.settings.stride == record.craft.stride == 6  # the paper's 0.8 · patch
+    assert record.settings.layer == "relu2" and record.settings.stride == record.craft.stride == 6
     assert record.settings.as_dict()["importance"] == "gradient_input"
     assert record.concepts.shape == (r, N_FEATURES) and record.concepts.dtype == torch.float32
     for name, shape in [
