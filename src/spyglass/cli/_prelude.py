@@ -119,8 +119,8 @@ def load_model(name: str) -> VisionModel:
     return models.load(name)
 
 
-def merge_paths(paths: Sequence[Path] | None, *aliases: tuple[str, Sequence[Path] | None]) -> list[Path]:
-    """The image paths given positionally and through the old ``(flag, paths)`` spellings, in order.
+def merge_paths(paths: Sequence[Path] | None, *aliases: Sequence[Path] | None) -> list[Path]:
+    """The image paths given positionally, then those of the old spellings (``--data``, ``--images``).
 
     Raises
     ------
@@ -128,7 +128,7 @@ def merge_paths(paths: Sequence[Path] | None, *aliases: tuple[str, Sequence[Path
         If no path is given at all.
     """
     merged = list(paths or [])
-    for _, alias_paths in aliases:
+    for alias_paths in aliases:
         merged.extend(alias_paths or [])
     if not merged:
         raise ValueError("no images given: name image files or folders, e.g. `photo.jpg photos/`")

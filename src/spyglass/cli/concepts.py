@@ -94,7 +94,7 @@ def concepts(
         vision_model = load_model(model)
         if class_given is not None:  # a wrong class fails before the images are read
             check_class(class_given, vision_model, flag)
-        image_paths = merge_paths(paths, ("--images", old_images))
+        image_paths = merge_paths(paths, old_images)
         images, image_paths = read_images(vision_model, image_paths, limit=limit, progress=progress)
         class_id, why = resolve_class(
             vision_model, images, class_given, flag=flag, batch_size=batch_size, progress=progress

@@ -149,7 +149,7 @@ def evaluate(
         vision_model = load_model(model)
         if target is not None:  # a wrong class fails before the images are read
             check_class(target, vision_model)
-        image_paths = merge_paths(paths, ("--data", old_data))
+        image_paths = merge_paths(paths, old_data)
         images, _ = read_images(vision_model, image_paths, limit=limit, progress=progress)
         targets, _ = resolve_targets(vision_model, images, target, batch_size=batch_size, progress=progress)
         explainers = {
