@@ -75,7 +75,8 @@ def test_too_few_crops_is_a_one_line_error(photos: Path, tmp_path: Path) -> None
     # Image files are taken as well as folders (the one vocabulary of every command; before
     # it, --images took only a folder): one photo at patch size 224 gives 1 crop < 3 concepts.
     out = tmp_path / "out"
-    args = ["concepts", str(photos / "coffee.jpg"), "-c", "967", "--out", str(out), "--patch-size", "224"]
+    args = ["concepts", "--images", str(photos / "coffee.jpg"), "-c", "967", "--out", str(out)]
+    args += ["--patch-size", "224"]
     result = runner.invoke(app, [*args, "--n-concepts", "3", "--no-progress"])
     assert (
         result.exit_code == 2
