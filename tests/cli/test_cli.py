@@ -3,12 +3,11 @@
 import re
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spyglass.cli.main import app
+from spyglass.cli import app
 from spyglass.data import sample_photos
 from spyglass.models import VisionModel
 
@@ -106,9 +105,3 @@ def test_demo_default_methods_are_registered_and_known() -> None:
     model = VisionModel(network, input_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, class_names=["a", "b"])
     for name in chosen:  # the demo's cheap settings are options the method takes
         attributions.create(name, model.eval(), **DEMO_METHODS[name])
-
-
-@pytest.mark.parametrize("command", ["predict", "layers", "explain", "demo"])
-def test_each_command_has_help(command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
-    assert result.exit_code == 0 and "Usage" in result.output

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spyglass.cli.main import app
+from spyglass.cli import app
 from spyglass.data import sample_photos
 from spyglass.models import VisionModel
 
@@ -24,7 +24,7 @@ def test_evaluate_prints_and_writes_the_table_and_curves(
     photos: Path, tmp_path: Path, lite0: VisionModel
 ) -> None:
     out = tmp_path / "out"
-    arguments = ["evaluate", "--data", str(photos), "-M", "saliency", "--out", str(out)]
+    arguments = ["evaluate", str(photos), "-M", "saliency", "--out", str(out)]
     arguments += ["--metric", "deletion", "--metric", "insertion", "--metric", "mufidelity"]
     arguments += ["--metric-option", "deletion.steps=2", "--metric-option", "insertion.steps=2"]
     arguments += ["--metric-option", "mufidelity.nb_samples=4", "--no-progress"]
@@ -59,3 +59,29 @@ def test_evaluate_rejects_unknown_metrics_and_options(photos: Path, tmp_path: Pa
     assert result.exit_code == 2 and "does not take option" in result.output
     listed = runner.invoke(app, ["evaluate", "--list-metrics"])
     assert "mufidelity (↑ higher is better)" in listed.output
+
+
+def test_list_metrics_marks_the_metrics_packages_defaults() -> None:
+    from spyglass import metrics
+
+    listed = runner.invoke(app, ["evaluate", "--list-metrics"])
+    assert listed.exit_code == 0, listed.output
+    marked = [line.split()[0] for line in listed.output.splitlines() if line.endswith("[default]")]
+    assert marked == [name for name in metrics.list_metrics() if name in metrics.DEFAULT_METRICS]
+    assert set(marked) == set(metrics.DEFAULT_METRICS)
+
+
+def test_old_data_spelling_reads_the_same_images(photos: Path, tmp_path: Path) -> None:
+    # --data/-d (repeatable) is the old spelling of the positional paths, kept hidden.
+    cheap = ["-M", "saliency", "--metric", "deletion", "--metric-option", "steps=2", "--no-progress"]
+    tables = []
+    for spelling in (
+        ["--data", str(photos / "coffee.jpg"), "-d", str(photos / "chelsea.jpg")],
+        [str(photos / "coffee.jpg"), str(photos / "chelsea.jpg")],
+    ):
+        out = tmp_path / str(len(tables))
+        result = runner.invoke(app, ["evaluate", *spelling, "--out", str(out), *cheap])
+        assert result.exit_code == 0, result.output
+        assert "2 image(s)" in result.output
+        tables.append((out / "evaluation.csv").read_text())
+    assert tables[0] == tables[1]

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spyglass import attributions
-from spyglass.cli.main import app
+from spyglass.cli import app
 from spyglass.data import read_images, sample_photos
 from spyglass.models import VisionModel
 
@@ -112,7 +112,7 @@ def test_unknown_method_is_a_helpful_one_line_error(photos: Path, tmp_path: Path
         (["-M", "saliency", "-o", "steps"], "--option must be KEY=VALUE"),
         (["-M", "saliency", "-o", "smoothgrad.nb_samples=2"], "names method 'smoothgrad'"),
         (["-M", "saliency", "-o", "batch_size=2"], "use --batch-size"),
-        (["-M", "saliency", "-t", "1000"], "targets must lie in [0, 999]"),
+        (["-M", "saliency", "-t", "1000"], "--target must be a class index in [0, 999]; got 1000"),
     ],
 )
 def test_bad_options_exit_2(photos: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -135,7 +135,7 @@ def test_list_methods_reads_the_registry() -> None:
 def test_default_methods_are_the_registered_ones(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("spyglass.cli.main._DEFAULT_EXPLAIN_METHODS", ("not_registered", "saliency"))
+    monkeypatch.setattr("spyglass.cli._prelude.DEFAULT_METHODS", ("not_registered", "saliency"))
     result = runner.invoke(
         app, ["explain", str(photos / "coffee.jpg"), "--out", str(tmp_path), "--no-progress"]
     )

@@ -73,7 +73,7 @@ def test_visualize_writes_images_figure_and_npz(tmp_path: Path, method: str) -> 
         (["--class", "1000"], "--class must be a class index in [0, 999]"),
         (["--class", "1", "--method", "lucid"], "--method must be maco or fourier"),
         (["--layer", "blocks.5"], "--layer and --channel go together"),
-        ([], "give --class K, or --layer L with --channel C"),
+        ([], "give --target K, or --layer L with --channel C"),
         (["--layer", "blocks.55", "--channel", "0"], "unknown layer 'blocks.55'"),
         (["--layer", "blocks.5", "--channel", "999"], "channel index 999 is out of range"),
     ],

@@ -1,0 +1,5 @@
+"""``python -m spyglass.cli``: the ``spyglass`` command without the installed script."""
+
+from spyglass.cli.main import main
+
+main()

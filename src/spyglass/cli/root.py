@@ -1,0 +1,96 @@
+"""The root ``spyglass`` command, assembled from one module per family of commands.
+
+A family module (:mod:`~spyglass.cli.predict`, :mod:`~spyglass.cli.explain`, …) adds its
+commands to the root with ``register(app)``. A family whose commands read better as
+sub-commands (``spyglass train harmonize``, ``spyglass lens build``) is a ``typer.Typer``
+of its own, mounted under one name with :func:`mount`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import typer
+from typer.main import get_command_name
+
+from spyglass.cli import concepts, demo, evaluate, explain, predict, visualize
+
+__all__ = ["FAMILIES", "app", "build_app", "mount"]
+
+# Modules whose `register(app)` adds their commands at the top level, in the order of `--help`.
+FAMILIES = (predict, explain, evaluate, concepts, visualize, demo)
+
+
+def _command_names(app: typer.Typer) -> set[str]:
+    names = set()
+    for command in app.registered_commands:
+        if command.name:
+            names.add(command.name)
+        elif command.callback is not None:
+            names.add(get_command_name(command.callback.__name__))
+    names.update(group.name for group in app.registered_groups if isinstance(group.name, str))
+    return names
+
+
+def mount(app: typer.Typer, group: typer.Typer, name: str, *, help: str | None = None) -> None:
+    """Add ``group``'s commands to ``app`` as ``spyglass NAME COMMAND …``.
+
+    Parameters
+    ----------
+    app
+        The root (or any) command.
+    group
+        A ``typer.Typer`` with at least one command: an empty group would be a stub.
+    name
+        The group's word on the command line; must not be taken by a command of ``app``.
+    help
+        The group's line in ``spyglass --help`` (default: the group's own help).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a lowercase word, is taken, or the group has no command.
+
+    Examples
+    --------
+    >>> lens = typer.Typer(help="Build and serve the atlas.")
+    >>> @lens.command()
+    ... def build() -> None:
+    ...     '''Build the atlas.'''
+    >>> root = build_app()
+    >>> mount(root, lens, "lens")
+    >>> "lens" in _command_names(root)
+    True
+    """
+    if not isinstance(group, typer.Typer):
+        raise TypeError(f"a command group must be a typer.Typer; got {type(group).__name__}")
+    if not name or not all(part.isalnum() and part.islower() for part in name.split("-")):
+        raise ValueError(f"a command group's name must be a lowercase word such as 'train'; got {name!r}")
+    if name in _command_names(app):
+        raise ValueError(f"spyglass already has a command or group named {name!r}")
+    if not group.registered_commands and not group.registered_groups:
+        raise ValueError(f"command group {name!r} has no command; mount it once it has one")
+    if help is None:
+        app.add_typer(group, name=name)
+    else:
+        app.add_typer(group, name=name, help=help)
+
+
+def build_app(groups: Sequence[tuple[str, typer.Typer]] = ()) -> typer.Typer:
+    """A fresh root command: every family's commands, then each ``(name, group)`` mounted."""
+    app = typer.Typer(
+        name="spyglass",
+        help="Explain what large vision models see, and where.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    for family in FAMILIES:
+        family.register(app)
+    for name, group in groups:
+        mount(app, group, name)
+    return app
+
+
+app = build_app()
