@@ -383,16 +383,14 @@ def concepts(
     typer.echo(f"(maps.png shows {batch.paths[0]}, {concept_map} maps)")
 
 
-# Metrics of `evaluate` when none is named: fidelity only (stability re-runs each method many times).
-_DEFAULT_EVALUATE_METRICS = ("deletion", "insertion", "mufidelity")
-
-
 def _print_metrics(value: bool) -> None:
     if value:
         from spyglass import metrics
 
         for name in metrics.list_metrics():
-            typer.echo(f"{name} ({metrics.metric_class(name).direction()})")
+            cls = metrics.metric_class(name)
+            default = ", run by default" if name in metrics.DEFAULT_METRICS else ""
+            typer.echo(f"{name} ({cls.direction()}) · of {cls.kind}{default}")
         raise typer.Exit()
 
 
@@ -420,7 +418,9 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--metric",
-            help="Metric, repeatable (default: deletion, insertion, mufidelity). See --list-metrics.",
+            help="Metric, repeatable (default: the fidelity metrics of maps; see --list-metrics). "
+            "Metrics of a method (stability, mege, reco, randomization) re-run it; mege and reco "
+            "retrain the model's head on folds of the images, so give several images per class.",
             show_default=False,
         ),
     ] = None,
@@ -460,7 +460,9 @@ def evaluate(
 
     Prints the table (the header says whether higher or lower is better), writes it as
     OUT/evaluation.csv and OUT/evaluation.md, and plots the mean Deletion/Insertion curves
-    of every method in OUT/curves.png.
+    of every method in OUT/curves.png. MeGe and ReCo read the class explained (top-1 or
+    --target) as each image's label; example: spyglass evaluate --data DIR -M saliency
+    --metric mege --metric reco --metric-option mege.k=2 --metric-option reco.k=2
     """
     from spyglass import attributions, metrics, models, plots
     from spyglass import data as data_module
@@ -474,7 +476,7 @@ def evaluate(
             chosen = [m for m in _DEFAULT_EXPLAIN_METHODS if m in attributions.list_methods()]
         for name in chosen:
             attributions.method_class(name)
-        chosen_metrics = list(dict.fromkeys(metric_names or _DEFAULT_EVALUATE_METRICS))
+        chosen_metrics = list(dict.fromkeys(metric_names or metrics.DEFAULT_METRICS))
         for name in chosen_metrics:
             metrics.metric_class(name)
         options = _method_options(option or [], chosen)
@@ -490,14 +492,16 @@ def evaluate(
             targets = predictions.indices[:, 0]
         else:
             targets = check_targets(target, len(batch), vision_model.num_classes)
-        explainers = {
-            name: attributions.create(
-                name, vision_model, batch_size=batch_size, progress=progress, **options[name]
-            )
-            for name in chosen
-        }
         table = metrics.evaluate(
-            explainers, batch.images, targets, metrics=chosen_metrics, metric_options=metric_options
+            vision_model,
+            batch.images,
+            targets,
+            methods=chosen,
+            method_options=options,
+            metrics=chosen_metrics,
+            metric_options=metric_options,
+            batch_size=batch_size,
+            progress=progress,
         )
     except (ValueError, TypeError, models.WeightsUnavailableError) as error:
         raise _fail(error) from None
