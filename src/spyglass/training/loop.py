@@ -403,15 +403,15 @@ def _run(
     def schedule() -> Iterator[tuple[int, Any]]:
         epoch, start = divmod(history.steps, per_epoch)
         while epoch * per_epoch + start < total:
-            options = {"seed": settings["seed"], "batch_size": settings["batch_size"]}
             batches = epoch_batches(
                 data,
                 epoch,
+                seed=settings["seed"],
+                batch_size=settings["batch_size"],
                 shuffle=settings["shuffle"],
                 drop_last=settings["drop_last"],
                 start=start,
                 workers=workers,
-                **options,
             )
             for index, batch in enumerate(batches, start=start):
                 yield index, batch
