@@ -117,10 +117,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "maps_seconds": time.perf_counter() - start,
         }
         for metric_name in METRICS:
-            metric = metrics.create(metric_name, method, images, labels, **metric_options[metric_name])
+            metric = metrics.create(
+                metric_name,
+                model,
+                images,
+                labels,
+                batch_size=args.batch_size,
+                progress=False,
+                **metric_options[metric_name],
+            )
             counter.reset()
             start = time.perf_counter()
-            value = metric.evaluate(maps)
+            value = metric(maps)
             entry[metric_name] = {
                 "value": value,
                 "seconds": time.perf_counter() - start,

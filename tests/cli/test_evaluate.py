@@ -85,3 +85,35 @@ def test_old_data_spelling_reads_the_same_images(photos: Path, tmp_path: Path) -
         assert "2 image(s)" in result.output
         tables.append((out / "evaluation.csv").read_text())
     assert tables[0] == tables[1]
+
+
+def test_evaluate_runs_mege_and_reco_with_the_default_head_fine_tuning(tmp_path: Path) -> None:
+    """Two tench and two springer photos, interleaved so that each of the 2 seeded folds holds one of each."""
+    import math
+    import shutil
+
+    from tests.conftest import SHARED_DATA
+
+    source = SHARED_DATA / "imagenette-val"
+    if not source.is_dir():
+        pytest.skip(f"real ImageNet photos not found at {source}")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    tench, dogs = (sorted((source / wnid).iterdir())[:2] for wnid in ("n01440764", "n02102040"))
+    for index, path in enumerate([dogs[0], tench[0], dogs[1], tench[1]]):
+        shutil.copy(path, photos / f"{index}_{path.parent.name}.jpg")
+    out = tmp_path / "out"
+    arguments = ["evaluate", str(photos), "-M", "saliency", "--out", str(out), "--no-progress"]
+    arguments += ["--metric", "mege", "--metric", "reco"]
+    arguments += ["--metric-option", "mege.k=2", "--metric-option", "reco.k=2"]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    header, row = (out / "evaluation.csv").read_text().splitlines()
+    assert header == "method,mege (↑ higher is better),reco (↑ higher is better)"
+    name, mege, reco = row.split(",")
+    assert name == "saliency"
+    assert 0.0 < float(mege) <= 1.0  # fold models trained on one photo of each class get the others right
+    assert math.isnan(float(reco)) or 0.0 <= float(reco) <= 1.0  # NaN when no two fold models disagree
+    listed = runner.invoke(app, ["evaluate", "--list-metrics"]).output
+    assert "mege (↑ higher is better) · of method" in listed
+    assert "deletion (↓ lower is better) · of maps  [default]" in listed

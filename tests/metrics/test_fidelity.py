@@ -131,19 +131,24 @@ def test_bad_input_gets_a_clear_error(tiny: VisionModel, tiny_images: torch.Tens
         metrics.MuFidelity("model", tiny_images, 0)  # type: ignore[arg-type]
 
 
-def test_registry_builds_metrics_from_a_method(tiny: VisionModel, tiny_images: torch.Tensor) -> None:
-    method = attributions.Saliency(tiny, batch_size=8, progress=False)
-    assert {"deletion", "insertion", "mufidelity", "stability", "randomization"} <= set(
-        metrics.list_metrics()
-    )
-    deletion = metrics.create("deletion", method, tiny_images, 0, steps=4)
-    assert isinstance(deletion, metrics.Deletion) and deletion.batch_size == 8
+def test_registry_builds_metrics_of_both_kinds(tiny: VisionModel, tiny_images: torch.Tensor) -> None:
+    assert metrics.list_metrics("maps") == ["deletion", "insertion", "mufidelity"]
+    assert set(metrics.list_metrics("method")) == {"stability", "randomization", "mege", "reco"}
+    assert metrics.list_metrics() == metrics.list_metrics("maps") + metrics.list_metrics("method")
+    deletion = metrics.create("deletion", tiny, tiny_images, 0, steps=4, batch_size=8)
+    assert isinstance(deletion, metrics.Deletion) and deletion.batch_size == 8 and deletion.kind == "maps"
     assert metrics.metric_class("deletion").direction() == "↓ lower is better"
     assert metrics.metric_class("insertion").direction() == "↑ higher is better"
+    mege = metrics.create("mege", tiny, tiny_images, torch.arange(5), k=2)
+    assert isinstance(mege, metrics.MeGe) and mege.kind == "method"
     with pytest.raises(TypeError, match="does not take option"):
-        metrics.create("deletion", method, tiny_images, 0, nb_samples=3)
+        metrics.create("deletion", tiny, tiny_images, 0, nb_samples=3)
     with pytest.raises(ValueError, match="Did you mean deletion"):
         metrics.metric_class("deletoin")
+    with pytest.raises(ValueError, match="kind must be one of 'maps', 'method'"):
+        metrics.list_metrics("map")
+    with pytest.raises(TypeError, match="derive from MapMetric or MethodMetric"):
+        metrics.register("bare")(type("Bare", (), {}))  # type: ignore[arg-type]
 
 
 def test_real_model_gradcam_beats_its_reversal_on_deletion(lite0: VisionModel, imagenet_samples) -> None:  # type: ignore[no-untyped-def]

@@ -33,18 +33,23 @@ def test_a_model_dependent_method_changes_and_the_model_is_left_as_found(
 ) -> None:
     model = mixed_mode(tiny_model())
     flags, state = module_flags(model), {k: v.clone() for k, v in model.state_dict().items()}
-    method = attributions.create(name, model, progress=False)
-    check = metrics.ModelRandomization(method, tiny_images, 0, layers=2)
-    similarity = check()
+    check = metrics.ModelRandomization(model, tiny_images, 0, layers=2)
+    similarity = check(name)
     assert similarity < 0.9
-    assert module_flags(model) == flags and method.model is model
+    assert module_flags(model) == flags and check.model is model
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
-    assert check() == similarity  # seeded re-initialisation
+    assert check(name) == similarity  # seeded re-initialisation
+    maps = attributions.create(name, model, progress=False)(tiny_images, 0)
+    assert check(name, maps=maps) == similarity  # the model's own maps, when already computed
 
 
 def test_an_edge_detector_fails_the_check(tiny_images: torch.Tensor) -> None:
-    check = metrics.ModelRandomization(EdgeDetector(tiny_model()), tiny_images, 0, layers=4)
-    assert check() == pytest.approx(1.0)
-    with pytest.raises(TypeError, match=r"spyglass\.attributions\.Attribution"):
+    check = metrics.ModelRandomization(tiny_model(), tiny_images, 0, layers=4)
+    assert check(EdgeDetector) == pytest.approx(1.0)  # the class is a factory model -> method
+    with pytest.raises(TypeError, match=r"got a built EdgeDetector \(pass its name, its class"):
+        check(EdgeDetector(tiny_model()))
+    with pytest.raises(TypeError, match=r"method\(model\) must return an explainer"):
+        check(lambda model: None)
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         metrics.ModelRandomization(lambda x, y: x, tiny_images, 0)  # type: ignore[arg-type]

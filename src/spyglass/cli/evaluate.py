@@ -35,8 +35,8 @@ from spyglass.models import DEFAULT_MODEL
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from spyglass.attributions import Attribution
     from spyglass.metrics import Evaluation
+    from spyglass.models import VisionModel
 
 __all__ = ["evaluate", "register"]
 
@@ -46,8 +46,9 @@ def _print_metrics(value: bool) -> None:
         from spyglass import metrics
 
         for name in metrics.list_metrics():
+            cls = metrics.metric_class(name)
             default = "  [default]" if name in metrics.DEFAULT_METRICS else ""
-            typer.echo(f"{name} ({metrics.metric_class(name).direction()}){default}")
+            typer.echo(f"{name} ({cls.direction()}) · of {cls.kind}{default}")
         raise typer.Exit()
 
 
@@ -67,15 +68,30 @@ def _choose_metrics(
 
 
 def _score(
-    explainers: Mapping[str, Attribution],
+    model: VisionModel,
     images: Tensor,
     targets: Tensor,
+    methods: list[str],
+    method_options: Mapping[str, Mapping[str, object]],
     names: list[str],
     options: Mapping[str, Mapping[str, object]],
+    *,
+    batch_size: int,
+    progress: bool,
 ) -> Evaluation:
     from spyglass import metrics
 
-    return metrics.evaluate(explainers, images, targets, metrics=names, metric_options=options)
+    return metrics.evaluate(
+        model,
+        images,
+        targets,
+        methods=methods,
+        method_options=method_options,
+        metrics=names,
+        metric_options=options,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def evaluate(
@@ -91,7 +107,9 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--metric",
-            help="Metric, repeatable (default: those --list-metrics marks [default]).",
+            help="Metric, repeatable (default: those --list-metrics marks [default]). Metrics of a "
+            "method (stability, mege, reco, randomization) re-run it; mege and reco retrain the "
+            "model's head on folds of the images, so give several images per class.",
             show_default=False,
         ),
     ] = None,
@@ -131,15 +149,17 @@ def evaluate(
 
     Prints the table (the header says whether higher or lower is better), writes it as
     OUT/evaluation.csv and OUT/evaluation.md, and plots the mean Deletion/Insertion curves
-    of every method in OUT/curves.png.
+    of every method in OUT/curves.png. MeGe and ReCo read the class explained (top-1 or
+    --target) as each image's label.
 
     Example:
 
     \b
         spyglass evaluate photos/ -M sobol -M gradcam --out out/evaluate
         spyglass evaluate photo.jpg --metric deletion --metric-option steps=10
+        spyglass evaluate photos/ -M saliency --metric mege --metric reco --metric-option k=2
     """
-    from spyglass import attributions, plots
+    from spyglass import plots
 
     del list_metrics  # handled by its eager callback
     with user_errors():
@@ -152,13 +172,17 @@ def evaluate(
         image_paths = merge_paths(paths, old_data)
         images, _ = read_images(vision_model, image_paths, limit=limit, progress=progress)
         targets, _ = resolve_targets(vision_model, images, target, batch_size=batch_size, progress=progress)
-        explainers = {
-            name: attributions.create(
-                name, vision_model, batch_size=batch_size, progress=progress, **options[name]
-            )
-            for name in chosen
-        }
-        table = _score(explainers, images, targets, chosen_metrics, metric_options)
+        table = _score(
+            vision_model,
+            images,
+            targets,
+            chosen,
+            options,
+            chosen_metrics,
+            metric_options,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     typer.echo(f"{images.shape[0]} image(s), {vision_model.name}")
     typer.echo(table.to_text())

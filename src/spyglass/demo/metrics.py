@@ -8,7 +8,7 @@ from torch import Tensor
 
 from spyglass import attributions, metrics
 from spyglass.demo.page import Page
-from spyglass.demo.settings import DEMO_METRICS
+from spyglass.demo.settings import DEMO_METHODS, DEMO_METRICS
 from spyglass.models import Predictions
 
 __all__ = ["metrics_section"]
@@ -22,13 +22,18 @@ def metrics_section(
 ) -> None:
     """Which of the maps above to trust: the fidelity metrics of each method on the photos."""
     start = time.perf_counter()
+    first = next(iter(explained.values()))[0]
     table = metrics.evaluate(
-        {name: method for name, (method, _) in explained.items()},
+        first.model,
         images,
         predictions.indices[:, 0],
+        methods=list(explained),
+        method_options={name: DEMO_METHODS.get(name, {}) for name in explained},
         metrics=list(DEMO_METRICS),
         metric_options=DEMO_METRICS,
         maps={name: maps for name, (_, maps) in explained.items()},
+        batch_size=first.batch_size,
+        progress=first.progress,
     )
     seconds = time.perf_counter() - start
     header = "".join(f'<th scope="col">{page.escape(cell)}</th>' for cell in table.header())

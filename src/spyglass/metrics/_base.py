@@ -1,10 +1,20 @@
-"""What every attribution metric shares: one verb, a direction, a registry, and input checks.
+"""What every attribution metric shares: two kinds, one verb each, one registry, and input checks.
 
-A metric is built for a set of images and targets (and a model or a method), then scores
-the maps a method gave for them: ``metric.evaluate(maps) -> float``. Whether higher or
-lower is better is a class attribute, so that tables can say so in their header. The CLI,
-the demo and the benchmark enumerate the metrics from the registry and build each one
-from an attribution method with :func:`create`.
+Every metric is built the same way, for a model, images and targets (plus its options):
+``Metric(model, images, targets, **options)``. What it is then called on says its kind:
+
+- a metric of **maps** (:class:`MapMetric`: Deletion, Insertion, MuFidelity) scores maps
+  that some method gave for those images: ``metric(maps) -> float``, and
+  ``metric.scores(maps) -> (N,)`` per image;
+- a metric of a **method** (:class:`MethodMetric`: AverageStability, MeGe, ReCo,
+  ModelRandomization) has to run the method itself, on noisy images, on retrained or on
+  randomised models: ``metric(method) -> float``, where ``method`` is a registered name or
+  a factory ``model -> explainer`` (an attribution class such as
+  ``attributions.Saliency`` is one), so the metric can build it on any model it needs.
+
+Whether higher or lower is better is a class attribute, so that tables can say so in their
+header. The CLI, the demo and the benchmarks enumerate the metrics from the registry
+(:func:`list_metrics`, with their :attr:`Metric.kind`) and build them with :func:`create`.
 """
 
 from __future__ import annotations
@@ -16,35 +26,70 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from torch import Tensor, nn
 
+from spyglass import attributions
 from spyglass.attributions import Attribution
 from spyglass.registry import Registry
-from spyglass.validation import check_images, check_targets
+from spyglass.validation import check_batch_size, check_choice, check_images, check_targets
 
-__all__ = ["Explainer", "Metric", "create", "list_metrics", "metric_class", "register"]
+__all__ = [
+    "KINDS",
+    "Explainer",
+    "MapMetric",
+    "MethodMetric",
+    "MethodSpec",
+    "Metric",
+    "build_explainer",
+    "check_method",
+    "check_options",
+    "create",
+    "list_metrics",
+    "metric_class",
+    "register",
+]
 
 Explainer = Callable[[Tensor, Tensor], Tensor]
 """``explain(images (N, 3, H, W), targets (N,)) -> maps (N, H, W)``: any attribution method."""
+MethodSpec = str | Callable[[nn.Module], Explainer]
+"""A registered method name, or a factory ``model -> explainer`` (``attributions.Saliency``,
+``functools.partial(attributions.create, "rise", nb_samples=500)``, ``lambda m: my_method``)."""
+KINDS: tuple[str, ...] = ("maps", "method")
+"""The two kinds of metric: of maps (called on maps) and of a method (called on a method)."""
 
 
 class Metric(ABC):
-    """A score of attribution maps for fixed images and targets.
+    """A metric of attributions for fixed images and targets of a model.
 
-    Subclasses set ``higher_is_better`` and implement :meth:`for_method` (build the
-    metric from an attribution method, taking its model, batch size and progress setting)
-    and :meth:`evaluate` (the score of that method's maps of the images).
+    Subclasses set ``higher_is_better`` and derive from :class:`MapMetric` or
+    :class:`MethodMetric`, which set ``kind`` and the verb.
+
+    Parameters
+    ----------
+    model
+        The classifier (images in [0, 1]).
+    images, targets
+        ``(N, 3, H, W)`` in [0, 1] and an int or ``(N,)`` class indices (in range when the
+        model says how many classes it has).
+    batch_size, progress
+        Model evaluations per batch (the memory bound); progress bars.
     """
 
     name: ClassVar[str] = ""
+    kind: ClassVar[str]
     higher_is_better: ClassVar[bool]
 
-    @classmethod
-    @abstractmethod
-    def for_method(cls, method: Attribution, images: Tensor, targets: int | Tensor, **options: Any) -> Metric:
-        """Build the metric for ``method`` (its ``model``, ``batch_size`` and ``progress``)."""
-
-    @abstractmethod
-    def evaluate(self, maps: Tensor) -> float:
-        """The score of ``maps`` ``(N, H, W)``, the method's explanations of the images."""
+    def __init__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        targets: int | Tensor,
+        *,
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> None:
+        self.model = check_model(model)
+        self.images, self.targets = check_images_targets(images, targets, self.model)
+        self.batch_size = check_batch_size(batch_size)
+        self.progress = progress
 
     @classmethod
     def direction(cls) -> str:
@@ -52,19 +97,86 @@ class Metric(ABC):
         return "↑ higher is better" if cls.higher_is_better else "↓ lower is better"
 
 
+class MapMetric(Metric):
+    """A metric of maps: ``metric(maps) -> float``, the mean of :meth:`scores` (NaN scores left out)."""
+
+    kind = "maps"
+
+    @abstractmethod
+    def scores(self, maps: Tensor) -> Tensor:
+        """One score per image of ``maps`` ``(N, H, W)``, ``(N,)`` ``float32`` on the CPU."""
+
+    def __call__(self, maps: Tensor) -> float:
+        """The mean over the images of :meth:`scores`, NaN scores left out."""
+        return float(self.scores(maps).nanmean())
+
+
+class MethodMetric(Metric):
+    """A metric of a method: ``metric(method, maps=None) -> float``.
+
+    ``method`` is a registered name (built with the metric's ``batch_size``, without
+    progress bars) or a factory ``model -> explainer``. ``maps`` are the method's maps of
+    the images on :attr:`model` when already computed: a metric that needs them
+    (``reuses_maps``) skips computing them again, the others ignore them.
+    """
+
+    kind = "method"
+    reuses_maps: ClassVar[bool] = False
+
+    @abstractmethod
+    def __call__(self, method: MethodSpec, *, maps: Tensor | None = None) -> float:
+        """The score of ``method`` on the images."""
+
+    def explainer(self, method: MethodSpec, model: nn.Module | None = None) -> Explainer:
+        """``method`` built for ``model`` (the metric's own model by default)."""
+        return build_explainer(method, self.model if model is None else model, batch_size=self.batch_size)
+
+    def reuse(self, other: MethodMetric) -> bool:
+        """Take over the work ``other`` has done or will do, if it computes the same thing; say if so.
+
+        :func:`~spyglass.metrics.evaluate` calls it so that MeGe and ReCo, two readings of one
+        protocol, train their fold models and explain once. By default nothing is shared.
+        """
+        return False
+
+
+# ------------------------------------------------------------------------------ registry
+
 _METRICS: Registry[type[Metric]] = Registry("metric")
-_POSITIONAL = ("model", "method", "images", "targets")
+_POSITIONAL = ("model", "images", "targets")
 M = TypeVar("M", bound=type[Metric])
 
 
 def register(name: str) -> Callable[[M], M]:
-    """Class decorator: make a :class:`Metric` available as ``create(name, …)``."""
-    return _METRICS.register(name)  # type: ignore[return-value]
+    """Class decorator: make a :class:`MapMetric` or :class:`MethodMetric` available by ``name``."""
+    decorate = _METRICS.register(name)
+
+    def checked(cls: M) -> M:
+        if getattr(cls, "kind", None) not in KINDS:
+            raise TypeError(f"{cls.__name__} must derive from MapMetric or MethodMetric to be registered")
+        return decorate(cls)  # type: ignore[return-value]
+
+    return checked
 
 
-def list_metrics() -> list[str]:
-    """Registered metric names, in registration order."""
-    return _METRICS.names()
+def list_metrics(kind: str | None = None) -> list[str]:
+    """Registered metric names, metrics of maps first, each kind in registration order.
+
+    Only those of ``kind`` when given: ``"maps"`` (metrics called on maps) or ``"method"``
+    (called on a method).
+
+    Examples
+    --------
+    >>> from spyglass import metrics
+    >>> metrics.list_metrics("maps")
+    ['deletion', 'insertion', 'mufidelity']
+    >>> [metrics.metric_class(name).kind for name in ("mege", "deletion")]
+    ['method', 'maps']
+    """
+    if kind is not None:
+        check_choice(kind, "kind", KINDS)
+    kinds = KINDS if kind is None else (kind,)
+    return [name for each in kinds for name in _METRICS.names() if _METRICS.get(name).kind == each]
 
 
 def metric_class(name: str) -> type[Metric]:
@@ -77,20 +189,23 @@ def check_options(name: str, options: Mapping[str, Any]) -> type[Metric]:
     return _METRICS.check_options(name, options, positional=_POSITIONAL)
 
 
-def create(name: str, method: Attribution, images: Tensor, targets: int | Tensor, **options: Any) -> Metric:
-    """Build the metric registered as ``name`` for ``method`` on ``images`` and ``targets``.
+def create(name: str, model: nn.Module, images: Tensor, targets: int | Tensor, **options: Any) -> Metric:
+    """Build the metric registered as ``name`` for ``model`` on ``images`` and ``targets``.
 
     Examples
     --------
     >>> import torch
     >>> from spyglass import attributions, metrics, models
-    >>> saliency = attributions.create("saliency", models.load(), batch_size=16)
+    >>> model = models.load()
     >>> images = torch.rand(1, 3, 224, 224)
-    >>> deletion = metrics.create("deletion", saliency, images, 1, steps=4)
-    >>> 0.0 <= deletion.evaluate(saliency(images, 1)) <= 1.0
+    >>> deletion = metrics.create("deletion", model, images, 1, steps=4, batch_size=16)
+    >>> 0.0 <= deletion(attributions.Saliency(model)(images, 1)) <= 1.0
+    True
+    >>> stability = metrics.create("stability", model, images, 1, nb_samples=2, progress=False)
+    >>> 0.0 <= stability("saliency") <= 2.0
     True
     """
-    return check_options(name, options).for_method(method, images, targets, **options)
+    return check_options(name, options)(model, images, targets, **options)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -102,12 +217,37 @@ def check_model(model: object) -> nn.Module:
     return model
 
 
-def check_attribution(method: object, what: str) -> Attribution:
-    if not isinstance(method, Attribution):
+def check_method(method: object) -> MethodSpec:
+    """``method`` if it is a registered method name or a factory ``model -> explainer``."""
+    if isinstance(method, str):
+        attributions.method_class(method)  # an unknown name fails here, with suggestions
+        return method
+    if isinstance(method, Attribution):
         raise TypeError(
-            f"method must be a spyglass.attributions.Attribution ({what}); got {type(method).__name__}"
+            f"method must be a registered method name or a function model -> explainer, so the metric can "
+            f"build it on the models it needs; got a built {type(method).__name__} (pass its name, its "
+            f"class, or e.g. lambda model: {type(method).__name__}(model, ...))"
+        )
+    if not callable(method):
+        raise TypeError(
+            "method must be a registered method name or a function model -> explainer; "
+            f"got {type(method).__name__}"
         )
     return method
+
+
+def build_explainer(method: MethodSpec, model: nn.Module, *, batch_size: int = 32) -> Explainer:
+    """``method`` built for ``model``: by name (``batch_size``, no progress bars) or by its factory."""
+    method = check_method(method)
+    if isinstance(method, str):
+        return attributions.create(method, model, batch_size=batch_size, progress=False)
+    explainer = method(model)
+    if not callable(explainer):
+        raise TypeError(
+            f"method(model) must return an explainer, callable (images, targets) -> maps (N, H, W); "
+            f"got {type(explainer).__name__}"
+        )
+    return explainer
 
 
 def check_images_targets(images: object, targets: object, model: nn.Module) -> tuple[Tensor, Tensor]:

@@ -16,14 +16,12 @@ The same ideas in concept space are :mod:`spyglass.concepts.fidelity`.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions import Attribution
 from spyglass.attributions._perturbations import check_fill
 from spyglass.engines.grid import cell_of_pixel, cell_sums
 from spyglass.engines.perturbation import (
@@ -33,10 +31,10 @@ from spyglass.engines.perturbation import (
     inpainting,
     perturbation_scores,
 )
-from spyglass.metrics._base import Metric, check_images_targets, check_maps, check_model, register
+from spyglass.metrics._base import MapMetric, check_maps, register
 from spyglass.metrics._stats import auc, pearson_rows
 from spyglass.objectives import Objective, target_logit, target_probability
-from spyglass.validation import check_batch_size, check_fraction, check_int, check_seed
+from spyglass.validation import check_fraction, check_int, check_seed
 
 __all__ = ["BASELINES", "CurveMetric", "Deletion", "Insertion", "MuFidelity", "resolve_baseline"]
 
@@ -81,8 +79,8 @@ def resolve_baseline(baseline: Baseline, model: nn.Module) -> Perturbation:
         raise ValueError(f"baseline: {error} (or one of {', '.join(map(repr, BASELINES))})") from None
 
 
-class _ImageMetric(Metric):
-    """A metric bound to a model, images and targets; :meth:`evaluate` scores maps of them."""
+class _ObjectiveMetric(MapMetric):
+    """A metric of maps that reads the model through an objective ``(model, images, targets) -> (N,)``."""
 
     def __init__(
         self,
@@ -94,31 +92,10 @@ class _ImageMetric(Metric):
         batch_size: int,
         progress: bool,
     ) -> None:
-        self.model = check_model(model)
-        self.images, self.targets = check_images_targets(images, targets, model)
+        super().__init__(model, images, targets, batch_size=batch_size, progress=progress)
         if not callable(objective):
             raise TypeError(f"objective must be callable (model, images, targets) -> (N,); got {objective!r}")
         self.objective = objective
-        self.batch_size = check_batch_size(batch_size)
-        self.progress = progress
-
-    @classmethod
-    def for_method(
-        cls, method: Attribution, images: Tensor, targets: int | Tensor, **options: Any
-    ) -> _ImageMetric:
-        options = {"batch_size": method.batch_size, "progress": method.progress, **options}
-        return cls(method.model, images, targets, **options)
-
-    def evaluate(self, maps: Tensor) -> float:
-        return self(maps)
-
-    def __call__(self, maps: Tensor) -> float:
-        """The mean over the images of :meth:`scores`, NaN scores left out."""
-        return float(self.scores(maps).nanmean())
-
-    @abstractmethod
-    def scores(self, maps: Tensor) -> Tensor:
-        """One score per image, ``(N,)`` ``float32`` on the CPU."""
 
 
 class _RankedPixels:
@@ -147,7 +124,7 @@ def pixel_ranking(saliency: Tensor) -> Tensor:
     return torch.empty_like(order).scatter_(0, order, torch.arange(flat.numel(), device=order.device))
 
 
-class CurveMetric(_ImageMetric):
+class CurveMetric(_ObjectiveMetric):
     """A metric read off a curve of scores as pixels are removed or added: Deletion and Insertion."""
 
     insertion: ClassVar[bool]
@@ -311,7 +288,7 @@ class Insertion(CurveMetric):
 
 
 @register("mufidelity")
-class MuFidelity(_ImageMetric):
+class MuFidelity(_ObjectiveMetric):
     r"""MuFidelity: does the sum of a region's attributions predict the score lost without it?
 
     Bhatt, Weller & Moura, "Evaluating and Aggregating Feature-based Model Explanations",
