@@ -20,6 +20,7 @@ from spyglass.attributions import Attribution
 from spyglass.engines.state import inference_mode
 from spyglass.metrics._base import Metric, check_attribution, check_images_targets, check_maps, register
 from spyglass.metrics._stats import spearman_rows
+from spyglass.models.hooks import hooked
 from spyglass.validation import check_int, check_seed
 
 __all__ = ["ModelRandomization", "top_layers"]
@@ -41,13 +42,9 @@ def top_layers(model: nn.Module, example: Tensor, count: int) -> list[str]:
     def record(name: str) -> Any:
         return lambda *_: order.setdefault(name, None)
 
-    handles = [module.register_forward_pre_hook(record(name)) for name, module in candidates.items()]
-    try:
-        with inference_mode(model), torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(module, record(name)) for name, module in candidates.items()]
+    with hooked(model, hooks, kind="forward_pre"), inference_mode(model), torch.no_grad():
+        model(example)
     ran = list(order)
     if count > len(ran):
         raise ValueError(f"layers={count} exceeds the {len(ran)} re-initialisable layers the model runs")

@@ -28,6 +28,7 @@ from spyglass.attributions import Attribution
 from spyglass.engines.forward import batched_forward
 from spyglass.metrics._base import Explainer, Metric, check_images_targets, check_maps, register
 from spyglass.metrics._stats import pearson_rows, spearman_rows, youden_index
+from spyglass.models.hooks import hooked
 from spyglass.progress import progress_bar
 from spyglass.validation import (
     check_batch_size,
@@ -505,11 +506,10 @@ class HeadFineTuning:
 
         def inputs_of_head(net: nn.Module, batch: Tensor, rows: slice) -> Tensor:
             nonlocal checked
-            handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].flatten(1)))
-            try:
+            with hooked(
+                net, {head: lambda _m, args: captured.append(args[0].flatten(1))}, kind="forward_pre"
+            ):
                 output = net(batch)
-            finally:
-                handle.remove()
             if len(captured) != 1:
                 raise ValueError(
                     f"the classifier head ({head}) ran {len(captured)} times in one forward pass; "
