@@ -29,7 +29,7 @@ from spyglass.metrics._base import (
     metric_class,
     register,
 )
-from spyglass.metrics._stats import auc, spearman_rows, youden_index
+from spyglass.metrics._stats import auc, pearson_rows, spearman_rows, youden_index
 from spyglass.metrics.evaluation import DEFAULT_METRICS, Evaluation, evaluate
 from spyglass.metrics.fidelity import BASELINES, CurveMetric, Deletion, Insertion, MuFidelity
 from spyglass.metrics.randomization import ModelRandomization
@@ -67,6 +67,7 @@ __all__ = [
     "evaluate",
     "list_metrics",
     "metric_class",
+    "pearson_rows",
     "register",
     "spearman_rows",
     "youden_index",

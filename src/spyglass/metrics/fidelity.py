@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spyglass.attributions import Attribution
-from spyglass.attributions._perturbations import check_fill
+from spyglass.engines.fill import check_fill
 from spyglass.engines.perturbation import (
     Perturbation,
     UpsampledMasks,
