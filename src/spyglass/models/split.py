@@ -209,7 +209,7 @@ def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) 
     >>> from spyglass import models
     >>> layers = models.list_layers(models.load())
     >>> [layer.name for layer in layers if layer.splittable][-3:]
-    ['bn2', 'global_pool', 'classifier']
+    ['global_pool.flatten', 'global_pool', 'classifier']
     """
     layers = named_layers(model)
     shapes = probe_layers(model, input_size=input_size)
