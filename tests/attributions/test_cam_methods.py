@@ -128,7 +128,10 @@ def test_default_layer_is_the_last_feature_map_that_splits(lite0: VisionModel) -
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcam_pp"])
 def test_bad_layers_are_reported(name: str, tiny: VisionModel) -> None:
-    with pytest.raises(ValueError, match=r"unknown layer 'network\.4'.*network; its last .* are 1, 2, 3, 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown layer 'network\.4'.*drop the 'network\.' prefix.*Its last .* are 1, 2, 3, 4",
+    ):
         attributions.create(name, tiny, layer="network.4")
     with pytest.raises(ValueError, match=r"layer '7' outputs shape \(5,\).*feature map.*layer='4'"):
         attributions.create(name, tiny, layer="7")

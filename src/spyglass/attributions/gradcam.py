@@ -14,9 +14,7 @@ Captum at all. Captum is a test-only peer that our tests compare against.
 
 from __future__ import annotations
 
-import difflib
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -28,56 +26,18 @@ from spyglass.attributions._registry import register
 from spyglass.engines.forward import model_device
 from spyglass.engines.gradients import iter_gradients
 from spyglass.engines.state import eval_mode
-from spyglass.models.split import _input_shape, _prefix, split
+from spyglass.models.layers import get_layer
+from spyglass.models.probing import is_feature_map, probe_layers
+from spyglass.models.split import split
 from spyglass.objectives import Objective, target_logit
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "default_cam_layer"]
 
 
-def _named_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Sub-modules by name relative to the network (a VisionModel's live under ``network.``)."""
-    prefix = _prefix(model)
-    return {
-        qualified[len(prefix) :]: module
-        for qualified, module in model.named_modules()
-        if qualified.startswith(prefix) and qualified != prefix.rstrip(".")
-    }
-
-
-def _output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Per-image output shape of each named sub-module, in the order their forward passes finish.
-
-    Names are relative to the network (as :func:`~spyglass.models.list_layers` gives them);
-    modules that do not run, or do not return one tensor, are left out. One forward pass
-    on a blank image: far cheaper than ``list_layers``, which traces the model per layer.
-    """
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def recorder(name: str) -> Callable[[nn.Module, object, object], None]:
-        def record(_module: nn.Module, _args: object, output: object) -> None:
-            if isinstance(output, Tensor) and name not in shapes:
-                shapes[name] = tuple(output.shape[1:])
-
-        return record
-
-    handles = [module.register_forward_hook(recorder(name)) for name, module in _named_layers(model).items()]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, 3, *_input_shape(model, None), device=model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
-
-
-def _is_feature_map(shape: tuple[int, ...]) -> bool:
-    return len(shape) == 3 and shape[1] > 1 and shape[2] > 1
-
-
 def _default_layer(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> str:
     errors: list[str] = []
     for name in reversed(shapes):
-        if not _is_feature_map(shapes[name]):
+        if not is_feature_map(shapes[name]):
             continue
         try:
             split(model, name)
@@ -109,17 +69,7 @@ def default_cam_layer(model: nn.Module) -> str:
     >>> default_cam_layer(models.load())
     'bn2'
     """
-    return _default_layer(model, _output_shapes(model))
-
-
-def _unknown_layer(layer: str, shapes: dict[str, tuple[int, ...]], modules: list[str]) -> ValueError:
-    close = difflib.get_close_matches(layer, modules, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    maps = [name for name, shape in shapes.items() if _is_feature_map(shape)][-4:]
-    return ValueError(
-        f"unknown layer {layer!r}.{hint} Layers are named relative to the network; its last "
-        f"convolutional ones are {', '.join(maps) or '(none)'} (see spyglass.models.list_layers(model))"
-    )
+    return _default_layer(model, probe_layers(model))
 
 
 class _LayerActivations:
@@ -164,19 +114,25 @@ class _GradientWeightedCAM(Attribution):
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
         if layer is not None and not isinstance(layer, str):
             raise TypeError(f"layer must be a layer name (str) or None; got {type(layer).__name__}")
-        shapes = _output_shapes(model)
+        # One forward pass tells every layer's output shape: far cheaper than list_layers,
+        # which traces the model once per layer.
+        shapes = probe_layers(model)
         if layer is None:
             self.layer = _default_layer(model, shapes)  # checked by a split that succeeded
             return
-        modules = list(_named_layers(model))
-        if layer not in modules:
-            raise _unknown_layer(layer, shapes, modules)
+        try:
+            get_layer(model, layer)
+        except ValueError as error:
+            maps = [name for name, shape in shapes.items() if is_feature_map(shape)][-4:]
+            raise ValueError(
+                f"{error} Its last convolutional feature maps are {', '.join(maps) or '(none)'}."
+            ) from None
         if layer not in shapes:
             raise ValueError(
                 f"layer {layer!r} does not run in the forward pass, or does not return one tensor"
             )
         if len(shapes[layer]) != 3:
-            last = [name for name, shape in shapes.items() if _is_feature_map(shape)][-1:]
+            last = [name for name, shape in shapes.items() if is_feature_map(shape)][-1:]
             hint = f", e.g. layer={last[0]!r}" if last else ""
             raise ValueError(
                 f"layer {layer!r} outputs shape {shapes[layer]} per image; {type(self).__name__} needs a "

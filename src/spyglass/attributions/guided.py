@@ -5,8 +5,8 @@ ReLU-type activation module sends back a modified signal: only its positive part
 (DeconvNet), or its positive part where the activation was also passing (Guided
 Backprop). On each activation module, a forward pre-hook keeps the pre-activation and a
 forward hook replaces the output by the same values computed through a custom autograd
-function; the hooks are registered for one call and removed in a ``finally``, so the
-model is left as found even when the objective raises.
+function; the hooks live for one call (:func:`spyglass.models.hooked`), so the model is
+left as found even when the objective raises.
 
 We write them ourselves rather than wrap Captum: the method is what spyglass is about,
 and Captum rewrites ``nn.ReLU`` modules only, so on EfficientNet-Lite0, whose
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from spyglass.attributions._base import Attribution
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import batched_gradients
+from spyglass.models.hooks import hooked
 from spyglass.objectives import Objective, target_logit
 
 __all__ = ["DeconvNet", "GuidedBackprop"]
@@ -118,11 +119,10 @@ class _ModifiedReLUGradient(Attribution):
         if not activations:
             raise _no_activation_error(self.model)
         before, after = self._hooks()
-        handles = []
-        try:
-            for module in activations:
-                handles.append(module.register_forward_pre_hook(before))
-                handles.append(module.register_forward_hook(after))
+        with (
+            hooked(self.model, [(module, before) for module in activations], kind="forward_pre"),
+            hooked(self.model, [(module, after) for module in activations], kind="forward"),
+        ):
             return batched_gradients(
                 self.model,
                 images,
@@ -133,9 +133,6 @@ class _ModifiedReLUGradient(Attribution):
                 reduce=lambda gradients, _rows: gradients.abs().amax(dim=1),
                 desc=self.name,
             )
-        finally:
-            for handle in handles:
-                handle.remove()
 
 
 @register("guided_backprop")

@@ -19,7 +19,7 @@ Concept Extraction and Concept Importance Estimation", NeurIPS 2023):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions.gradcam import _is_feature_map, _named_layers, default_cam_layer
+from spyglass.attributions.gradcam import default_cam_layer
 from spyglass.concepts._base import DictionaryLearner, NotFittedError
 from spyglass.concepts._crops import CropSource, crop_grid, cut_crops, resize
 from spyglass.concepts._importance import IMPORTANCE_METHODS, ConceptSpace
 from spyglass.concepts._registry import create_learner
 from spyglass.engines.forward import batched_forward, iter_batches, model_device
 from spyglass.engines.state import eval_mode
+from spyglass.models.probing import is_feature_map, probe_layers
 from spyglass.models.split import split
 from spyglass.models.vision_model import VisionModel
 from spyglass.objectives import Objective, target_logit
@@ -738,7 +739,7 @@ class Craft:
         rejected: list[str] = []
         for name in reversed(names[: names.index(self.layer)]):
             candidate, low = outputs[name]
-            if not _is_feature_map(candidate) or candidate[1] * candidate[2] <= shape[1] * shape[2]:
+            if not is_feature_map(candidate) or candidate[1] * candidate[2] <= shape[1] * shape[2]:
                 continue
             if needs_nonnegative and low < 0:
                 continue
@@ -767,20 +768,10 @@ class Craft:
 
 def _probe_layers(model: nn.Module, images: Tensor) -> dict[str, tuple[tuple[int, ...], float]]:
     """Per named layer, in the order their forward passes finish: output shape per image and minimum."""
-    outputs: dict[str, tuple[tuple[int, ...], float]] = {}
 
-    def recorder(name: str) -> Callable[[nn.Module, object, object], None]:
-        def record(_module: nn.Module, _args: object, output: object) -> None:
-            if isinstance(output, Tensor) and name not in outputs and output.is_floating_point():
-                outputs[name] = (tuple(output.shape[1:]), float(output.min()))
+    def shape_and_minimum(output: object) -> tuple[tuple[int, ...], float] | None:
+        if isinstance(output, Tensor) and output.is_floating_point():
+            return tuple(output.shape[1:]), float(output.min())
+        return None
 
-        return record
-
-    handles = [module.register_forward_hook(recorder(name)) for name, module in _named_layers(model).items()]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(images.to(model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs
+    return probe_layers(model, images, summary=shape_and_minimum)

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from spyglass.concepts.craft import Craft
 from spyglass.engines.state import eval_mode
-from spyglass.metrics._stats import auc, pearson_rows
+from spyglass.metrics import auc, pearson_rows
 from spyglass.validation import check_images, check_int, check_seed
 
 __all__ = ["concept_deletion", "concept_insertion", "concept_mufidelity"]

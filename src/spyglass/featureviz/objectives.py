@@ -13,7 +13,6 @@ to a :class:`~spyglass.models.VisionModel`'s network, or to the module itself ot
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.models.vision_model import VisionModel
+from spyglass.models.hooks import hooked
+from spyglass.models.layers import get_layer
 from spyglass.validation import check_int, check_positive_float
 
 __all__ = ["Objective", "channel", "direction", "logit", "neuron"]
@@ -36,22 +36,6 @@ class _Term:
     score: Callable[[Tensor], Tensor]  # activations (N, ...) -> (N,)
     weight: float
     label: str
-
-
-def _layer_prefix(model: nn.Module) -> str:
-    return "network." if isinstance(model, VisionModel) else ""
-
-
-def _find_layer(model: nn.Module, layer: str) -> nn.Module:
-    prefix = _layer_prefix(model)
-    modules = dict(model.named_modules())
-    module = modules.get(prefix + layer) if layer else None
-    if module is None:
-        names = [name[len(prefix) :] for name in modules if name.startswith(prefix) and name != prefix[:-1]]
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else " See spyglass.models.list_layers(model)."
-        raise ValueError(f"unknown layer {layer!r}: the model has no sub-module of that name.{hint}")
-    return module
 
 
 class Objective:
@@ -83,12 +67,11 @@ class Objective:
     def check(self, model: nn.Module) -> None:
         """Raise a ``ValueError`` now if a layer of the objective is not in ``model``."""
         for layer in self.layers:
-            _find_layer(model, layer)
+            get_layer(model, layer)
 
     def __call__(self, model: nn.Module, images: Tensor) -> Tensor:
         """The objective of each image, ``(N,)``, differentiable in ``images``."""
         captured: dict[str, Tensor] = {}
-        handles = []
 
         def keep(layer: str) -> Callable[[nn.Module, object, object], None]:
             def hook(_module: nn.Module, _args: object, output: object) -> None:
@@ -97,13 +80,8 @@ class Objective:
 
             return hook
 
-        try:
-            for layer in self.layers:
-                handles.append(_find_layer(model, layer).register_forward_hook(keep(layer)))
+        with hooked(model, {layer: keep(layer) for layer in self.layers}):
             logits = model(images)
-        finally:
-            for handle in handles:
-                handle.remove()
         total = torch.zeros(images.shape[0], device=images.device, dtype=images.dtype)
         for term in self._terms:
             if term.layer == _LOGITS:

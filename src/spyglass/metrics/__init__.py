@@ -40,7 +40,7 @@ from spyglass.metrics._base import (
     metric_class,
     register,
 )
-from spyglass.metrics._stats import auc, spearman_rows, youden_index
+from spyglass.metrics._stats import auc, pearson_rows, spearman_rows, youden_index
 from spyglass.metrics.algorithmic_stability import AlgorithmicStability, MeGe, ReCo, StabilityReport, TrainFn
 from spyglass.metrics.evaluation import DEFAULT_METRICS, Evaluation, evaluate
 from spyglass.metrics.fidelity import BASELINES, CurveMetric, Deletion, Insertion, MuFidelity
@@ -76,6 +76,7 @@ __all__ = [
     "evaluate",
     "list_metrics",
     "metric_class",
+    "pearson_rows",
     "register",
     "spearman_rows",
     "youden_index",

@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions._perturbations import check_fill
+from spyglass.engines.fill import check_fill
 from spyglass.engines.grid import cell_of_pixel, cell_sums
 from spyglass.engines.perturbation import (
     Perturbation,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from spyglass.engines.state import eval_mode
 from spyglass.metrics._base import MethodMetric, MethodSpec, check_maps, register
 from spyglass.metrics._stats import spearman_rows
+from spyglass.models.hooks import hooked
 from spyglass.validation import check_int, check_seed
 
 __all__ = ["ModelRandomization", "top_layers"]
@@ -40,13 +41,9 @@ def top_layers(model: nn.Module, example: Tensor, count: int) -> list[str]:
     def record(name: str) -> Any:
         return lambda *_: order.setdefault(name, None)
 
-    handles = [module.register_forward_pre_hook(record(name)) for name, module in candidates.items()]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(module, record(name)) for name, module in candidates.items()]
+    with hooked(model, hooks, kind="forward_pre"), eval_mode(model), torch.no_grad():
+        model(example)
     ran = list(order)
     if count > len(ran):
         raise ValueError(f"layers={count} exceeds the {len(ran)} re-initialisable layers the model runs")

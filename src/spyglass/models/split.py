@@ -12,15 +12,16 @@ architecture that ``torch.fx`` can trace, with no per-architecture code:
    says so;
 3. run both on a random batch and check ``h(g(x)) == f(x)`` to a tolerance.
 
-timm registers the functions and modules it cannot trace (TF "same" padding, for one)
-as leaves; the tracer reuses that registry, which is what lets timm's EfficientNets be
-split. ``g`` and ``h`` share their parameters with the model: nothing is copied.
+The trace is :func:`~spyglass.models.trace`'s (which keeps timm's untraceable modules
+and functions whole: what lets timm's EfficientNets be split). ``g`` and ``h`` share
+their parameters with the model: nothing is copied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -28,7 +29,9 @@ from torch import Tensor, nn
 
 from spyglass.engines.forward import model_device
 from spyglass.engines.state import eval_mode
-from spyglass.models.vision_model import VisionModel
+from spyglass.models.layers import _prefix, get_layer, named_layers
+from spyglass.models.probing import _input_size, probe_layers
+from spyglass.models.tracing import TracingError, _graph_module, _trace_graph
 
 __all__ = ["LayerInfo", "list_layers", "split"]
 
@@ -55,44 +58,6 @@ class LayerInfo:
     splittable: bool
 
 
-def _timm_leaves() -> tuple[tuple[type[nn.Module], ...], tuple[object, ...]]:
-    try:
-        from timm.models import _features_fx as timm_fx
-    except ImportError:  # timm moved its private registry: trace without it
-        return (), ()
-    return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
-
-
-class _LeafTracer(fx.Tracer):
-    """An fx tracer that keeps one named module (and timm's untraceable ones) opaque."""
-
-    def __init__(self, leaf: str) -> None:
-        leaf_types, functions = _timm_leaves()
-        super().__init__(autowrap_functions=functions)  # type: ignore[arg-type]
-        self.leaf = leaf
-        self.leaf_types = leaf_types
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name == self.leaf:
-            return True
-        if self.leaf_types and isinstance(m, self.leaf_types):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
-
-
-def _prefix(model: nn.Module) -> str:
-    """Layer names are relative to the network: a VisionModel's live under ``network.``."""
-    return "network." if isinstance(model, VisionModel) else ""
-
-
-def _input_shape(model: nn.Module, input_size: tuple[int, int] | None) -> tuple[int, int]:
-    if input_size is not None:
-        return input_size
-    if isinstance(model, VisionModel):
-        return model.input_size
-    return (224, 224)
-
-
 def _ancestors(start: Iterable[fx.Node], stop: fx.Node | None = None) -> set[fx.Node]:
     """Every node ``start`` depends on (``start`` included), not looking past ``stop``."""
     seen: set[fx.Node] = set()
@@ -110,29 +75,19 @@ def _ancestors(start: Iterable[fx.Node], stop: fx.Node | None = None) -> set[fx.
 @dataclass
 class _Cut:
     graph: fx.Graph
+    constants: dict[str, Any]
     node: fx.Node
     needed_by_h: set[fx.Node]
 
 
 def _cut(model: nn.Module, layer: str) -> _Cut:
     """Trace ``model`` with ``layer`` as a leaf and check that it cuts every path."""
+    get_layer(model, layer)
     qualified = _prefix(model) + layer
-    modules = dict(model.named_modules())
-    if qualified not in modules or not layer:
-        names = [n[len(_prefix(model)) :] for n in modules if n.startswith(_prefix(model)) and n != "network"]
-        import difflib
-
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else " See list_layers(model)."
-        raise ValueError(f"unknown layer {layer!r}.{hint}")
-    with eval_mode(model):
-        try:
-            graph = _LeafTracer(qualified).trace(model)
-        except Exception as error:  # fx raises many types on untraceable code
-            raise ValueError(
-                f"cannot split {type(model).__name__} at {layer!r}: torch.fx could not trace the model "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-            ) from error
+    try:
+        graph, constants = _trace_graph(model, frozenset({qualified}))
+    except TracingError as error:
+        raise ValueError(f"cannot split at {layer!r}: {error}") from error
     nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == qualified]
     if not nodes:
         raise ValueError(
@@ -152,7 +107,7 @@ def _cut(model: nn.Module, layer: str) -> _Cut:
             f"cannot split at {layer!r}: part of the model reaches the output without passing through it "
             "(a skip connection around it); choose the output of a whole block (see list_layers(model))"
         )
-    return _Cut(graph=graph, node=node, needed_by_h=needed_by_h)
+    return _Cut(graph=graph, constants=constants, node=node, needed_by_h=needed_by_h)
 
 
 def _copy(source: fx.Graph, keep: set[fx.Node], env: dict[fx.Node, fx.Node], target: fx.Graph) -> None:
@@ -215,12 +170,10 @@ def split(
     _copy(cut.graph, cut.needed_by_h, h_env, h_graph)
     output = next(n for n in cut.graph.nodes if n.op == "output")
     h_graph.output(fx.map_arg(output.args[0], lambda arg: h_env[arg]))
-    g = fx.GraphModule(model, g_graph, class_name="SplitBottom")
-    h = fx.GraphModule(model, h_graph, class_name="SplitTop")
-    # Only the wrappers' own flag: .eval() would recurse into the model's shared modules.
-    g.training = h.training = False
+    g = _graph_module(model, g_graph, cut.constants, "SplitBottom")
+    h = _graph_module(model, h_graph, cut.constants, "SplitTop")
     if check:
-        _check_reconstruction(model, g, h, layer, _input_shape(model, input_size), rtol)
+        _check_reconstruction(model, g, h, layer, _input_size(model, input_size), rtol)
     return g, h
 
 
@@ -256,35 +209,18 @@ def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) 
     >>> from spyglass import models
     >>> layers = models.list_layers(models.load())
     >>> [layer.name for layer in layers if layer.splittable][-3:]
-    ['bn2', 'global_pool', 'classifier']
+    ['global_pool.flatten', 'global_pool', 'classifier']
     """
-    prefix = _prefix(model)
-    shapes: dict[str, tuple[int, ...]] = {}
-    kinds: dict[str, str] = {}
-    handles = []
-
-    def record(name: str, module: nn.Module, _args: object, output: object) -> None:
-        if isinstance(output, Tensor) and name not in shapes:
-            shapes[name] = tuple(output.shape[1:])
-            kinds[name] = type(module).__name__
-
-    for qualified, module in model.named_modules():
-        if qualified.startswith(prefix) and qualified != prefix.rstrip("."):
-            name = qualified[len(prefix) :]
-            handles.append(module.register_forward_hook(lambda m, a, o, name=name: record(name, m, a, o)))
-    size = _input_shape(model, input_size)
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, 3, *size, device=model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    layers = []
+    layers = named_layers(model)
+    shapes = probe_layers(model, input_size=input_size)
+    infos = []
     for name, shape in shapes.items():
         try:
             _cut(model, name)
             splittable = True
         except ValueError:
             splittable = False
-        layers.append(LayerInfo(name=name, kind=kinds[name], output_shape=shape, splittable=splittable))
-    return layers
+        infos.append(
+            LayerInfo(name=name, kind=type(layers[name]).__name__, output_shape=shape, splittable=splittable)
+        )
+    return infos

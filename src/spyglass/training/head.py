@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from spyglass.engines.forward import batched_forward
+from spyglass.models.hooks import hooked
 from spyglass.training.loop import train
 from spyglass.validation import (
     check_batch_size,
@@ -98,11 +99,10 @@ class HeadFineTuning:
 
         def inputs_of_head(net: nn.Module, batch: Tensor, rows: slice) -> Tensor:
             nonlocal checked
-            handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].flatten(1)))
-            try:
+            with hooked(
+                net, {head: lambda _m, args: captured.append(args[0].flatten(1))}, kind="forward_pre"
+            ):
                 output = net(batch)
-            finally:
-                handle.remove()
             if len(captured) != 1:
                 raise ValueError(
                     f"the classifier head ({head}) ran {len(captured)} times in one forward pass; "
