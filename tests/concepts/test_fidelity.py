@@ -18,17 +18,8 @@ from spyglass.concepts import (
     concept_insertion,
     concept_mufidelity,
 )
-from tests.concepts.test_craft import TinyNet, block_images, split_scores
-
-
-@pytest.fixture
-def tiny() -> TinyNet:
-    return TinyNet()
-
-
-@pytest.fixture
-def fitted(tiny: TinyNet) -> Craft:
-    return Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(block_images(6), 1)
+from tests.concepts.test_craft import split_scores
+from tests.tiny import TinyNet, block_images
 
 
 def steps_of(order: list[int], n_concepts: int, *, insertion: bool) -> torch.Tensor:

@@ -8,12 +8,12 @@ import torch
 from spyglass import demo
 from spyglass.models import Predictions
 from spyglass.report import Page
-from tests.featureviz.tiny import tiny_model
+from tests.tiny import colour_model
 
 
 def test_section_shows_one_card_per_distinct_top1_class(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo, "DEMO_FEATUREVIZ", {"steps": 2, "image_size": 32, "nb_crops": 1})
-    model = tiny_model()
+    model = colour_model()
     predictions = Predictions(
         indices=torch.tensor([[1, 0], [1, 2], [0, 1]]),
         probabilities=torch.full((3, 2), 0.5),

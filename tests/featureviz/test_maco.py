@@ -19,8 +19,8 @@ from spyglass.featureviz import (
     random_crops,
     spectrum,
 )
-from tests.featureviz.tiny import tiny_model
 from tests.helpers import mixed_mode, module_flags
+from tests.tiny import colour_model
 
 CHEAP = {"steps": 3, "image_size": 32, "nb_crops": 2, "progress": False}
 
@@ -28,7 +28,7 @@ CHEAP = {"steps": 3, "image_size": 32, "nb_crops": 2, "progress": False}
 @pytest.mark.parametrize("size", [32, 45, 64])
 def test_magnitude_constraint_holds_exactly_at_every_step(size: int) -> None:
     """|rfft2(pre-colour image)| equals the prescribed |M| after every update (odd sizes too)."""
-    model = tiny_model()
+    model = colour_model()
     image = MacoImage(size, generator=torch.Generator().manual_seed(1))
     prescribed = image.magnitude.clone()
     errors: list[float] = []
@@ -62,7 +62,7 @@ def test_natural_magnitude_is_symmetric_normalised_and_documented() -> None:
 
 
 def test_results_have_the_documented_shapes_and_ranges() -> None:
-    model = tiny_model()
+    model = colour_model()
     for recipe in (maco, fourier):
         result = recipe(model, logit(1), **CHEAP)
         assert isinstance(result, Visualization)
@@ -75,14 +75,14 @@ def test_results_have_the_documented_shapes_and_ranges() -> None:
 
 def test_optimisation_raises_the_objective() -> None:
     """On the tiny model, logit 1 is the mean green: a few steps make the image greener."""
-    model = tiny_model()
+    model = colour_model()
     result = maco(model, logit(1), steps=40, image_size=32, nb_crops=2, progress=False)
     assert float(result.history[-5:].mean()) > float(result.history[:3].mean()) + 0.05
     assert float(result.image[1].mean()) > float(result.image[0].mean())
 
 
 def test_same_seed_same_image_other_seed_other_image() -> None:
-    model = tiny_model()
+    model = colour_model()
     first = maco(model, logit(1), seed=3, **CHEAP)
     again = maco(model, logit(1), seed=3, **CHEAP)
     other = maco(model, logit(1), seed=4, **CHEAP)
@@ -94,7 +94,7 @@ def test_same_seed_same_image_other_seed_other_image() -> None:
 
 
 def test_model_is_left_as_found() -> None:
-    model = mixed_mode(tiny_model())
+    model = mixed_mode(colour_model())
     model.network.fc.weight.requires_grad_(False)
     flags, grads = module_flags(model), [p.requires_grad for p in model.parameters()]
     for recipe in (maco, fourier):
@@ -142,11 +142,11 @@ def test_random_crops_are_seeded_inside_the_image_and_sized() -> None:
 def test_bad_settings_are_clear_errors(kwargs: dict, error: type[Exception], message: str) -> None:
     settings = {**CHEAP, **kwargs}
     with pytest.raises(error, match=message):
-        maco(tiny_model(), logit(1), **settings)
+        maco(colour_model(), logit(1), **settings)
 
 
 def test_bad_model_objective_layer_or_channel_fail_before_any_step() -> None:
-    model = mixed_mode(tiny_model())
+    model = mixed_mode(colour_model())
     flags = module_flags(model)
     with pytest.raises(TypeError, match=r"model must be a spyglass\.models\.VisionModel"):
         maco(model.network, logit(1), **CHEAP)  # type: ignore[arg-type]

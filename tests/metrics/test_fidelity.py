@@ -6,9 +6,8 @@ import torch
 from spyglass import attributions, metrics
 from spyglass.models import VisionModel
 from spyglass.objectives import target_logit
-from tests.attributions.conftest import tiny_model
 from tests.helpers import mixed_mode, module_flags
-from tests.metrics.conftest import pixel_sum_model
+from tests.tiny import pixel_sum_model, tiny_model
 
 
 def test_deletion_curve_by_hand() -> None:

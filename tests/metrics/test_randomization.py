@@ -6,8 +6,8 @@ import torch
 from spyglass import attributions, metrics
 from spyglass.attributions import Attribution
 from spyglass.metrics.randomization import top_layers
-from tests.attributions.conftest import tiny_model
 from tests.helpers import mixed_mode, module_flags
+from tests.tiny import tiny_model
 
 
 class EdgeDetector(Attribution):

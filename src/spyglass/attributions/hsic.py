@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import resolve_perturbation
 from spyglass.attributions._registry import register
 from spyglass.engines.perturbation import Perturbation, UpsampledMasks, perturbation_scores
@@ -204,6 +204,9 @@ class HsicAttribution(Attribution):
     >>> hsic(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "black-box"
+    settings = levels(cheap={"grid_size": 4, "nb_design": 32}, quick={"grid_size": 4, "nb_design": 32})
 
     def __init__(
         self,

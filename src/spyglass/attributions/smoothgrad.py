@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._registry import register
 from spyglass.engines.gradients import iter_gradients
 from spyglass.objectives import Objective, target_logit
@@ -47,6 +47,9 @@ class _NoisyCopies:
 
 
 class _NoiseTunnel(Attribution):
+    kind = "gradient"
+    settings = levels(cheap={"nb_samples": 6}, quick={"nb_samples": 8}, demo={"nb_samples": 16})
+
     statistic: ClassVar[str]
 
     def __init__(
