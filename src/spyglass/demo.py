@@ -26,18 +26,11 @@ from spyglass.report import Page
 
 __all__ = ["DEMO_METHODS", "run_demo"]
 
-# The attribution methods of the demo, in column order, with settings cheap enough for a
-# 2-core CPU: model evaluations per photo are in the comments (7 photos; about 80 forward
-# passes or 25 gradients a second there). A method shows up once it is registered; a new
-# method adds its line here, with options that keep it cheap.
-DEMO_METHODS: dict[str, dict[str, object]] = {
-    "saliency": {},  # 1 gradient
-    "integrated_gradients": {"steps": 16},  # 16 gradients
-    "smoothgrad": {"nb_samples": 16},  # 16 gradients
-    "gradcam": {},  # 1 gradient
-    "sobol": {"grid_size": 7, "nb_design": 8},  # 8 · (7² + 2) = 408 forward passes
-    "rise": {"nb_samples": 400},  # 400 forward passes
-}
+# The attribution methods of the demo, in column order. Each runs at the "demo" settings it
+# declares (attributions.method_settings(name, "demo")), cheap enough for a 2-core CPU: per
+# photo, 1 gradient (saliency, gradcam), 16 (integrated_gradients, smoothgrad), 408 forward
+# passes (sobol) and 400 (rise); about 80 forward passes or 25 gradients a second there.
+DEMO_METHODS: tuple[str, ...] = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "sobol", "rise")
 # Images per batch: the per-image cost of the default model is lowest near 16 (DESIGN.md).
 _DEMO_BATCH_SIZE = 16
 # The metrics of the demo's table, cheap: per method, 7 photos × (11 + 11 + 33) forward passes.
@@ -112,7 +105,7 @@ def _attributions_section(
             model,
             batch_size=_DEMO_BATCH_SIZE,
             progress=progress,
-            **DEMO_METHODS.get(method, {}),
+            **attributions.method_settings(method, "demo"),
         )
         maps = explainer(images, targets)
         explained[method] = (explainer, maps)
@@ -330,8 +323,8 @@ def run_demo(
         See :func:`spyglass.models.load`.
     methods
         Attribution methods of the "Where the model looks" section (default: those of
-        :data:`DEMO_METHODS` that are registered, with its cheap settings; an empty list
-        leaves the section out).
+        :data:`DEMO_METHODS` that are registered; an empty list leaves the section out).
+        Each runs at its ``"demo"`` settings (:func:`spyglass.attributions.method_settings`).
     concepts
         Include the "What the model sees" section (CRAFT on each photo).
     progress

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from spyglass import data, models
 from spyglass.concepts import Craft, NotFittedError, match_concepts
 from spyglass.concepts import craft as craft_module
+from tests.helpers import left_as_found
 from tests.tiny import N_FEATURES, TinyNet, block_images
 
 IMAGENETTE_TENCH = (
@@ -225,13 +226,16 @@ def test_the_model_is_left_as_found(tiny: TinyNet) -> None:
     tiny.train()
     tiny.pool.eval()
     images = block_images(2, seed=7)
-    craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
-    craft.importance(images, "gradient_input")
-    craft.importance(images, nb_design=8)
-    craft.concept_maps(images)
+    with left_as_found(tiny):
+        craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
+        craft.importance(images, "gradient_input")
+        craft.importance(images, nb_design=8)
+        craft.concept_maps(images)
+        with pytest.raises(ValueError, match="values in"):
+            craft.importance(images * 255)
+        with pytest.raises(ValueError, match="values in"):
+            craft.fit(images * 255, 0)
     assert tiny.training and tiny.conv1.training and not tiny.pool.training
-    assert all(p.grad is None for p in tiny.parameters())
-    assert not any(m._forward_hooks for m in tiny.modules())
 
 
 # --- recursion -------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -19,7 +21,7 @@ from spyglass.featureviz import (
     random_crops,
     spectrum,
 )
-from tests.helpers import mixed_mode, module_flags
+from tests.helpers import left_as_found, mixed_mode
 from tests.tiny import colour_model
 
 CHEAP = {"steps": 3, "image_size": 32, "nb_crops": 2, "progress": False}
@@ -96,15 +98,29 @@ def test_same_seed_same_image_other_seed_other_image() -> None:
 def test_model_is_left_as_found() -> None:
     model = mixed_mode(colour_model())
     model.network.fc.weight.requires_grad_(False)
-    flags, grads = module_flags(model), [p.requires_grad for p in model.parameters()]
     for recipe in (maco, fourier):
-        recipe(model, logit(1) + channel("conv", 0), **CHEAP)
-        assert module_flags(model) == flags
-        assert [p.requires_grad for p in model.parameters()] == grads
-        assert all(p.grad is None for p in model.parameters())
-        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+        with left_as_found(model):  # modes, requires_grad, no .grad, no hooks, running statistics
+            recipe(model, logit(1) + channel("conv", 0), **CHEAP)
     # BatchNorm ran in eval mode: its running statistics did not move.
     assert model.network.bn.running_mean.eq(0).all()
+
+
+@pytest.mark.parametrize("recipe", [maco, fourier])
+def test_model_is_left_as_found_when_a_step_fails(recipe: Callable[..., Visualization]) -> None:
+    model = mixed_mode(colour_model())
+    calls = []
+
+    def fail_on_the_second_step(_module: nn.Module, _args: object, _output: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("step failed")
+
+    handle = model.network.fc.register_forward_hook(fail_on_the_second_step)  # the user's own hook
+    try:
+        with left_as_found(model), pytest.raises(RuntimeError, match="step failed"):
+            recipe(model, logit(1) + channel("conv", 0), **CHEAP)  # with the objective's hook in place
+    finally:
+        handle.remove()
 
 
 def test_random_crops_are_seeded_inside_the_image_and_sized() -> None:
@@ -147,19 +163,17 @@ def test_bad_settings_are_clear_errors(kwargs: dict, error: type[Exception], mes
 
 def test_bad_model_objective_layer_or_channel_fail_before_any_step() -> None:
     model = mixed_mode(colour_model())
-    flags = module_flags(model)
-    with pytest.raises(TypeError, match=r"model must be a spyglass\.models\.VisionModel"):
-        maco(model.network, logit(1), **CHEAP)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"objective must be a spyglass\.featureviz objective"):
-        maco(model, 1, **CHEAP)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"unknown layer 'blocks\.5'"):
-        maco(model, channel("blocks.5", 0), **CHEAP)
-    with pytest.raises(ValueError, match="channel index 7 is out of range for layer 'conv'"):
-        fourier(model, channel("conv", 7), **CHEAP)
-    with pytest.raises(ValueError, match="class_id 5 is out of range"):
-        maco(model, logit(5), **CHEAP)
-    with pytest.raises(ValueError, match="decay_power must be a number >= 0"):
-        FourierImage(32, decay_power=-1)
-    assert module_flags(model) == flags
+    with left_as_found(model):
+        with pytest.raises(TypeError, match=r"model must be a spyglass\.models\.VisionModel"):
+            maco(model.network, logit(1), **CHEAP)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"objective must be a spyglass\.featureviz objective"):
+            maco(model, 1, **CHEAP)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"unknown layer 'blocks\.5'"):
+            maco(model, channel("blocks.5", 0), **CHEAP)
+        with pytest.raises(ValueError, match="channel index 7 is out of range for layer 'conv'"):
+            fourier(model, channel("conv", 7), **CHEAP)
+        with pytest.raises(ValueError, match="class_id 5 is out of range"):
+            maco(model, logit(5), **CHEAP)
+        with pytest.raises(ValueError, match="decay_power must be a number >= 0"):
+            FourierImage(32, decay_power=-1)
     assert all(p.requires_grad for p in model.parameters())
-    assert all(not m._forward_hooks for m in model.modules())

@@ -200,7 +200,7 @@ class HsicAttribution(Attribution):
     --------
     >>> import torch
     >>> from spyglass import attributions, models
-    >>> hsic = attributions.HsicAttribution(models.load(), grid_size=4, nb_design=64)
+    >>> hsic = attributions.HsicAttribution(models.load(), grid_size=4, nb_design=32)
     >>> hsic(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """

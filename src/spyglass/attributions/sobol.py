@@ -89,7 +89,7 @@ class SobolAttribution(Attribution):
     --------
     >>> import torch
     >>> from spyglass import attributions, models
-    >>> sobol = attributions.SobolAttribution(models.load(), grid_size=4, nb_design=8)  # 144 passes
+    >>> sobol = attributions.SobolAttribution(models.load(), grid_size=4, nb_design=4)  # 72 passes
     >>> sobol(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """

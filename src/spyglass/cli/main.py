@@ -35,6 +35,14 @@ TargetOption = Annotated[
     int | None,
     typer.Option("--target", "-t", help="Class to explain (default: each image's top-1 class)."),
 ]
+SettingsOption = Annotated[
+    str,
+    typer.Option(
+        "--settings",
+        help="Each method's settings at this level: default (its own defaults), demo (the demo "
+        "page's), quick (a smoke run) or cheap (tiny test models); --option overrides them.",
+    ),
+]
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -127,9 +135,14 @@ def _parse_value(text: str) -> object:
     return text
 
 
-def _method_options(specs: list[str], methods: list[str]) -> dict[str, dict[str, object]]:
-    """``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (one method) → options per method."""
-    options: dict[str, dict[str, object]] = {name: {} for name in methods}
+def _method_options(
+    specs: list[str], methods: list[str], base: dict[str, dict[str, object]] | None = None
+) -> dict[str, dict[str, object]]:
+    """``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (one method) → options per method.
+
+    ``base`` holds each method's options before the specs (its settings at a level).
+    """
+    options: dict[str, dict[str, object]] = {name: dict((base or {}).get(name, {})) for name in methods}
     for spec in specs:
         key, sep, text = spec.partition("=")
         if not sep or not key:
@@ -144,6 +157,16 @@ def _method_options(specs: list[str], methods: list[str]) -> dict[str, dict[str,
         for name in [scope] if dot else methods:
             options[name][key] = _parse_value(text)
     return options
+
+
+def _level_settings(level: str, methods: list[str]) -> dict[str, dict[str, object]]:
+    """Each method's settings at ``level``, read from the method's class data."""
+    from spyglass import attributions
+
+    if level not in attributions.SETTINGS_LEVELS:
+        levels = ", ".join(attributions.SETTINGS_LEVELS)
+        raise ValueError(f"--settings must be one of {levels}; got {level!r}")
+    return {name: attributions.method_settings(name, level) for name in methods}
 
 
 def _print_methods(value: bool) -> None:
@@ -209,6 +232,7 @@ def explain(
             callback=_print_methods,
         ),
     ] = False,
+    settings: SettingsOption = "default",
     progress: ProgressOption = True,
 ) -> None:
     """Explain each image's class with attribution methods; write the maps and a grid.
@@ -231,7 +255,7 @@ def explain(
                 raise ValueError("no default method is registered; name one with --method")
         for name in chosen:
             attributions.method_class(name)  # an unknown name fails here, before any work
-        options = _method_options(option or [], chosen)
+        options = _method_options(option or [], chosen, _level_settings(settings, chosen))
         vision_model = models.load(model)
         batch = data.read_images(paths, vision_model.preprocess, limit=limit, progress=progress)
         if target is None:
@@ -454,6 +478,7 @@ def evaluate(
             callback=_print_metrics,
         ),
     ] = False,
+    settings: SettingsOption = "default",
     progress: ProgressOption = True,
 ) -> None:
     """Score attribution methods with metrics: a methods × metrics table, and the curves.
@@ -477,7 +502,7 @@ def evaluate(
         chosen_metrics = list(dict.fromkeys(metric_names or _DEFAULT_EVALUATE_METRICS))
         for name in chosen_metrics:
             metrics.metric_class(name)
-        options = _method_options(option or [], chosen)
+        options = _method_options(option or [], chosen, _level_settings(settings, chosen))
         metric_options = _method_options(metric_option or [], chosen_metrics)
         for name in chosen_metrics:  # a mistyped option fails here, before any work
             metrics.check_options(name, metric_options[name])

@@ -67,7 +67,7 @@ def spearman_rows(x: Tensor, y: Tensor) -> Tensor:
     Examples
     --------
     >>> import torch
-    >>> spearman_rows(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, 4.0, 9.0]]))
+    >>> spearman_rows(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, 4.0, 9.0]])).round(decimals=4)
     tensor([1.], dtype=torch.float64)
     """
     return pearson_rows(average_ranks(x), average_ranks(y))
