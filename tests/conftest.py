@@ -1,4 +1,8 @@
-"""Shared fixtures: the default model, real ImageNet photos, seeded randomness."""
+"""Shared fixtures: the default model, real ImageNet photos, the tiny models, seeded randomness.
+
+The tiny models themselves live in ``tests/tiny.py`` (what is known about each by hand);
+the fixtures here hand out fresh copies, so that no test sees another's changes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 
 from spyglass import models
 from spyglass.models import VisionModel
+from tests import tiny as tiny_models
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,3 +36,15 @@ def imagenet_samples() -> Path:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def tiny() -> VisionModel:
+    """:func:`tests.tiny.tiny_model`: a small CNN with batch norm (32 px, 5 classes), in eval mode."""
+    return tiny_models.tiny_model()
+
+
+@pytest.fixture
+def tiny_images() -> torch.Tensor:
+    """Five seeded random 32 px images in [0, 1]."""
+    return tiny_models.tiny_images()

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "check_class_options", "keyword_options"]
 
 T = TypeVar("T", bound=type)
 
@@ -58,16 +58,28 @@ class Registry(Generic[T]):
         bases (a subclass may inherit its constructor); ``positional`` names are excluded.
         """
         cls = self.get(name)
-        skip = {"self", *positional}
-        accepted: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in vars(klass):
-                continue
-            parameters = inspect.signature(vars(klass)["__init__"]).parameters
-            accepted |= {p for p, v in parameters.items() if p not in skip and v.kind == v.KEYWORD_ONLY}
-        unknown = sorted(set(options) - accepted)
-        if unknown:
-            raise TypeError(
-                f"{name} does not take option(s) {unknown}; it takes: {', '.join(sorted(accepted))}"
-            )
+        check_class_options(cls, options, positional=positional, name=name)
         return cls
+
+
+def keyword_options(cls: type, *, positional: Iterable[str] = ()) -> set[str]:
+    """The keyword-only parameters of the constructors of ``cls`` and its bases."""
+    skip = {"self", *positional}
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters
+        accepted |= {p for p, v in parameters.items() if p not in skip and v.kind == v.KEYWORD_ONLY}
+    return accepted
+
+
+def check_class_options(
+    cls: type, options: Iterable[str], *, positional: Iterable[str] = (), name: str | None = None
+) -> None:
+    """Raise a ``TypeError`` naming the options ``cls``'s constructors do not accept."""
+    accepted = keyword_options(cls, positional=positional)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        takes = ", ".join(sorted(accepted))
+        raise TypeError(f"{name or cls.__name__} does not take option(s) {unknown}; it takes: {takes}")

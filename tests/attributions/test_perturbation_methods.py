@@ -11,8 +11,8 @@ from spyglass.attributions.occlusion import _SlidingWindows
 from spyglass.attributions.rise import _RandomMasks
 from spyglass.engines import UpsampledMasks, inpainting
 from spyglass.models import VisionModel
-from tests.attributions.conftest import tiny_model
 from tests.attributions.peers import agree, captum_attr, imagenet_photos
+from tests.tiny import tiny_model
 
 
 class RegionSum(torch.nn.Module):

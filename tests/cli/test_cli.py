@@ -91,7 +91,7 @@ def test_demo_unknown_method_is_one_line_error(tmp_path: Path) -> None:
 
 def test_demo_default_methods_are_registered_and_known() -> None:
     from spyglass import attributions
-    from spyglass.demo import DEMO_METHODS, _demo_methods
+    from spyglass.demo import _demo_methods
 
     chosen = _demo_methods(None)
     assert chosen and set(chosen) <= set(attributions.list_methods())
@@ -103,5 +103,5 @@ def test_demo_default_methods_are_registered_and_known() -> None:
         torch.nn.Linear(4, 2),
     )
     model = VisionModel(network, input_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, class_names=["a", "b"])
-    for name in chosen:  # the demo's cheap settings are options the method takes
-        attributions.create(name, model.eval(), **DEMO_METHODS[name])
+    for name in chosen:  # the demo's settings are options the method takes
+        attributions.create(name, model.eval(), **attributions.method_settings(name, "demo"))

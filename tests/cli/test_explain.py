@@ -121,6 +121,29 @@ def test_bad_options_exit_2(photos: Path, tmp_path: Path, args: list[str], messa
     assert result.output.startswith("error: ") and message in result.output
 
 
+def test_settings_level_reads_the_method_and_option_overrides_it(photos: Path, tmp_path: Path) -> None:
+    image = str(photos / "coffee.jpg")
+    common = ["-M", "integrated_gradients", "--target", "967", "--no-progress"]
+    explain = ["explain", image, *common]
+    quick = runner.invoke(app, [*explain, "--settings", "quick", "--out", str(tmp_path / "q")])
+    by_hand = runner.invoke(app, [*explain, "-o", "steps=8", "--out", str(tmp_path / "h")])
+    assert quick.exit_code == 0 and by_hand.exit_code == 0, quick.output + by_hand.output
+    assert attributions.method_settings("integrated_gradients", "quick") == {"steps": 8}
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "q" / "coffee.integrated_gradients.npy"),
+        np.load(tmp_path / "h" / "coffee.integrated_gradients.npy"),
+    )
+    # --option wins over the level: 8 steps at "demo" (16) are the quick maps again.
+    demo = ["--settings", "demo", "-o", "steps=8", "--out", str(tmp_path / "d")]
+    assert runner.invoke(app, [*explain, *demo]).exit_code == 0
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "d" / "coffee.integrated_gradients.npy"),
+        np.load(tmp_path / "q" / "coffee.integrated_gradients.npy"),
+    )
+    wrong = runner.invoke(app, [*explain, "--settings", "fast", "--out", str(tmp_path)])
+    assert wrong.exit_code == 2 and "--settings must be one of 'cheap', 'quick', 'demo', 'default'" in wrong.output
+
+
 def test_missing_image_is_a_one_line_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["explain", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "error: no such file or directory" in result.output

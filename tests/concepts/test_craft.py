@@ -18,70 +18,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from spyglass import data, models
 from spyglass.concepts import Craft, NotFittedError, match_concepts
 from spyglass.concepts import craft as craft_module
+from tests.helpers import left_as_found
+from tests.tiny import N_FEATURES, TinyNet, block_images
 
 IMAGENETTE_TENCH = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imagenette-val" / "n01440764"
 )
-N_FEATURES = 6
-
-
-class TinyNet(nn.Module):
-    def __init__(self, *, signed: bool = False, seed: int = 0) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.conv1 = nn.Conv2d(3, 5, kernel_size=1, bias=False)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(5, N_FEATURES, kernel_size=1, stride=2, bias=False)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(N_FEATURES, 4)
-        with torch.no_grad():
-            # Hidden unit k sees colour k % 3 only; feature f only units of colour f // 2. The
-            # planted concepts (one per colour) then have disjoint supports: NMF is unique.
-            colour_of_unit, colour_of_feature = torch.arange(5) % 3, torch.arange(N_FEATURES) // 2
-            first = F.one_hot(colour_of_unit, 3).float() * (0.5 + torch.rand(5, 1, generator=generator))
-            self.conv1.weight.copy_(first[:, :, None, None])
-            wiring = (colour_of_feature[:, None] == colour_of_unit[None, :]).float()
-            second = wiring * (0.5 + torch.rand(N_FEATURES, 5, generator=generator))
-            self.conv2.weight.copy_((second - 0.5 if signed else second)[:, :, None, None])
-            self.fc.weight.copy_(torch.randn(4, N_FEATURES, generator=generator))
-            self.fc.bias.copy_(torch.randn(4, generator=generator))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
-
-    def planted_bank(self) -> torch.Tensor:
-        """``M`` ``(3, p)``: the activation at ``relu2`` of a pixel of colour ``c`` is ``c @ M``."""
-        m1, m2 = self.conv1.weight[:, :, 0, 0], self.conv2.weight[:, :, 0, 0]
-        return (m2 @ m1).T.detach()
-
-
-def block_images(n: int, *, seed: int = 0, block: int = 8, size: int = 32) -> torch.Tensor:
-    """Images of uniform ``block`` × ``block`` squares, each a sparse non-negative mix of R, G, B."""
-    generator = torch.Generator().manual_seed(seed)
-    cells = size // block
-    colours = torch.rand(n, 3, cells, cells, generator=generator)
-    colours = colours * (torch.rand(n, 3, cells, cells, generator=generator) < 0.6)
-    return colours.repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
-
-
-@pytest.fixture
-def tiny() -> TinyNet:
-    return TinyNet()
-
-
-@pytest.fixture
-def fitted(tiny: TinyNet) -> Craft:
-    # stride=8 tiles the 8 px blocks, one colour per crop (the default 0.8 * patch overlaps them).
-    return Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, stride=8, progress=False).fit(
-        block_images(6), 1
-    )
 
 
 def split_scores(craft: Craft, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -280,13 +226,16 @@ def test_the_model_is_left_as_found(tiny: TinyNet) -> None:
     tiny.train()
     tiny.pool.eval()
     images = block_images(2, seed=7)
-    craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
-    craft.importance(images, "gradient_input")
-    craft.importance(images, nb_design=8)
-    craft.concept_maps(images)
+    with left_as_found(tiny):
+        craft = Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
+        craft.importance(images, "gradient_input")
+        craft.importance(images, nb_design=8)
+        craft.concept_maps(images)
+        with pytest.raises(ValueError, match="values in"):
+            craft.importance(images * 255)
+        with pytest.raises(ValueError, match="values in"):
+            craft.fit(images * 255, 0)
     assert tiny.training and tiny.conv1.training and not tiny.pool.training
-    assert all(p.grad is None for p in tiny.parameters())
-    assert not any(m._forward_hooks for m in tiny.modules())
 
 
 # --- recursion -------------------------------------------------------------------------------

@@ -18,17 +18,9 @@ from spyglass.concepts import (
     concept_insertion,
     concept_mufidelity,
 )
-from tests.concepts.test_craft import TinyNet, block_images, split_scores
-
-
-@pytest.fixture
-def tiny() -> TinyNet:
-    return TinyNet()
-
-
-@pytest.fixture
-def fitted(tiny: TinyNet) -> Craft:
-    return Craft(tiny, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(block_images(6), 1)
+from tests.concepts.test_craft import split_scores
+from tests.helpers import left_as_found
+from tests.tiny import TinyNet, block_images
 
 
 def steps_of(order: list[int], n_concepts: int, *, insertion: bool) -> torch.Tensor:
@@ -121,14 +113,16 @@ def test_batch_size_does_not_change_the_metrics_and_the_model_is_left_as_found(t
     tiny.train()
     tiny.pool.eval()
     craft.batch_size = 1
-    _, again = concept_insertion(craft, images, importance, return_curves=True)
-    assert torch.allclose(again, curves, atol=1e-6)
-    assert torch.allclose(
-        concept_mufidelity(craft, images, importance, subset_size=1, nb_samples=8), fidelity, atol=1e-6
-    )
-    concept_deletion(craft, images, importance)
+    with left_as_found(tiny):
+        _, again = concept_insertion(craft, images, importance, return_curves=True)
+        assert torch.allclose(again, curves, atol=1e-6)
+        assert torch.allclose(
+            concept_mufidelity(craft, images, importance, subset_size=1, nb_samples=8), fidelity, atol=1e-6
+        )
+        concept_deletion(craft, images, importance)
+        with pytest.raises(ValueError, match="finite"):
+            concept_deletion(craft, images, torch.full_like(importance, float("nan")))
     assert tiny.training and tiny.conv1.training and not tiny.pool.training
-    assert all(p.grad is None for p in tiny.parameters())
 
 
 def test_clear_errors_on_bad_input(fitted: Craft, tiny: TinyNet) -> None:

@@ -10,7 +10,7 @@ import torch
 from spyglass import plots
 from spyglass.concepts import Craft, StrategicClusterGraph, strategic_cluster_graph
 from spyglass.concepts import strategic as strategic_module
-from tests.concepts.test_craft import TinyNet, block_images
+from tests.tiny import TinyNet, block_images
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from spyglass.concepts import class_concepts
 from spyglass.demo import concepts as demo_concepts
 from spyglass.demo.page import Page
 from spyglass.models import Predictions
-from tests.featureviz.tiny import tiny_model
+from tests.tiny import colour_model
 
 
 def photos() -> torch.Tensor:
@@ -26,7 +26,7 @@ def test_photo_concepts_runs_the_pipeline_per_photo_with_the_demo_settings(
 ) -> None:
     monkeypatch.setattr(demo_concepts, "DEMO_PATCH", 8)  # 16 px photos: 9 crops of 8 px at stride 4
     monkeypatch.setattr(demo_concepts, "DEMO_CONCEPTS", 2)
-    model, images = tiny_model(), photos()
+    model, images = colour_model(), photos()
     predictions = Predictions(
         indices=torch.tensor([[1, 0], [0, 1]]), probabilities=torch.full((2, 2), 0.5), names=[["g"], ["r"]]
     )
@@ -43,7 +43,7 @@ def test_photo_concepts_runs_the_pipeline_per_photo_with_the_demo_settings(
 
 
 def test_section_shows_the_top_concepts_of_each_photo_with_their_shares() -> None:
-    model, images = tiny_model(), photos()
+    model, images = colour_model(), photos()
     records = [
         class_concepts(model, images[i : i + 1], 2, n_concepts=3, patch_size=8, stride=4, n_crops=4,
                        n_maps=1, render=False, progress=False)

@@ -9,12 +9,12 @@ from spyglass.demo import settings
 from spyglass.demo.featureviz import featureviz_section
 from spyglass.demo.page import Page
 from spyglass.models import Predictions
-from tests.featureviz.tiny import tiny_model
+from tests.tiny import colour_model
 
 
 def test_section_shows_one_card_per_distinct_top1_class(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "DEMO_FEATUREVIZ", {"steps": 2, "image_size": 32, "nb_crops": 1})
-    model = tiny_model()
+    model = colour_model()
     predictions = Predictions(
         indices=torch.tensor([[1, 0], [1, 2], [0, 1]]),
         probabilities=torch.full((3, 2), 0.5),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -19,8 +21,8 @@ from spyglass.featureviz import (
     random_crops,
     spectrum,
 )
-from tests.featureviz.tiny import tiny_model
-from tests.helpers import mixed_mode, module_flags
+from tests.helpers import left_as_found, mixed_mode
+from tests.tiny import colour_model
 
 CHEAP = {"steps": 3, "image_size": 32, "nb_crops": 2, "progress": False}
 
@@ -28,7 +30,7 @@ CHEAP = {"steps": 3, "image_size": 32, "nb_crops": 2, "progress": False}
 @pytest.mark.parametrize("size", [32, 45, 64])
 def test_magnitude_constraint_holds_exactly_at_every_step(size: int) -> None:
     """|rfft2(pre-colour image)| equals the prescribed |M| after every update (odd sizes too)."""
-    model = tiny_model()
+    model = colour_model()
     image = MacoImage(size, generator=torch.Generator().manual_seed(1))
     prescribed = image.magnitude.clone()
     errors: list[float] = []
@@ -62,7 +64,7 @@ def test_natural_magnitude_is_symmetric_normalised_and_documented() -> None:
 
 
 def test_results_have_the_documented_shapes_and_ranges() -> None:
-    model = tiny_model()
+    model = colour_model()
     for recipe in (maco, fourier):
         result = recipe(model, logit(1), **CHEAP)
         assert isinstance(result, Visualization)
@@ -75,14 +77,14 @@ def test_results_have_the_documented_shapes_and_ranges() -> None:
 
 def test_optimisation_raises_the_objective() -> None:
     """On the tiny model, logit 1 is the mean green: a few steps make the image greener."""
-    model = tiny_model()
+    model = colour_model()
     result = maco(model, logit(1), steps=40, image_size=32, nb_crops=2, progress=False)
     assert float(result.history[-5:].mean()) > float(result.history[:3].mean()) + 0.05
     assert float(result.image[1].mean()) > float(result.image[0].mean())
 
 
 def test_same_seed_same_image_other_seed_other_image() -> None:
-    model = tiny_model()
+    model = colour_model()
     first = maco(model, logit(1), seed=3, **CHEAP)
     again = maco(model, logit(1), seed=3, **CHEAP)
     other = maco(model, logit(1), seed=4, **CHEAP)
@@ -94,17 +96,31 @@ def test_same_seed_same_image_other_seed_other_image() -> None:
 
 
 def test_model_is_left_as_found() -> None:
-    model = mixed_mode(tiny_model())
+    model = mixed_mode(colour_model())
     model.network.fc.weight.requires_grad_(False)
-    flags, grads = module_flags(model), [p.requires_grad for p in model.parameters()]
     for recipe in (maco, fourier):
-        recipe(model, logit(1) + channel("conv", 0), **CHEAP)
-        assert module_flags(model) == flags
-        assert [p.requires_grad for p in model.parameters()] == grads
-        assert all(p.grad is None for p in model.parameters())
-        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+        with left_as_found(model):  # modes, requires_grad, no .grad, no hooks, running statistics
+            recipe(model, logit(1) + channel("conv", 0), **CHEAP)
     # BatchNorm ran in eval mode: its running statistics did not move.
     assert model.network.bn.running_mean.eq(0).all()
+
+
+@pytest.mark.parametrize("recipe", [maco, fourier])
+def test_model_is_left_as_found_when_a_step_fails(recipe: Callable[..., Visualization]) -> None:
+    model = mixed_mode(colour_model())
+    calls = []
+
+    def fail_on_the_second_step(_module: nn.Module, _args: object, _output: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("step failed")
+
+    handle = model.network.fc.register_forward_hook(fail_on_the_second_step)  # the user's own hook
+    try:
+        with left_as_found(model), pytest.raises(RuntimeError, match="step failed"):
+            recipe(model, logit(1) + channel("conv", 0), **CHEAP)  # with the objective's hook in place
+    finally:
+        handle.remove()
 
 
 def test_random_crops_are_seeded_inside_the_image_and_sized() -> None:
@@ -142,24 +158,22 @@ def test_random_crops_are_seeded_inside_the_image_and_sized() -> None:
 def test_bad_settings_are_clear_errors(kwargs: dict, error: type[Exception], message: str) -> None:
     settings = {**CHEAP, **kwargs}
     with pytest.raises(error, match=message):
-        maco(tiny_model(), logit(1), **settings)
+        maco(colour_model(), logit(1), **settings)
 
 
 def test_bad_model_objective_layer_or_channel_fail_before_any_step() -> None:
-    model = mixed_mode(tiny_model())
-    flags = module_flags(model)
-    with pytest.raises(TypeError, match=r"model must be a spyglass\.models\.VisionModel"):
-        maco(model.network, logit(1), **CHEAP)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"objective must be a spyglass\.featureviz objective"):
-        maco(model, 1, **CHEAP)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"unknown layer 'blocks\.5'"):
-        maco(model, channel("blocks.5", 0), **CHEAP)
-    with pytest.raises(ValueError, match="channel index 7 is out of range for layer 'conv'"):
-        fourier(model, channel("conv", 7), **CHEAP)
-    with pytest.raises(ValueError, match="class_id 5 is out of range"):
-        maco(model, logit(5), **CHEAP)
-    with pytest.raises(ValueError, match="decay_power must be a finite number >= 0"):
-        FourierImage(32, decay_power=-1)
-    assert module_flags(model) == flags
+    model = mixed_mode(colour_model())
+    with left_as_found(model):
+        with pytest.raises(TypeError, match=r"model must be a spyglass\.models\.VisionModel"):
+            maco(model.network, logit(1), **CHEAP)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"objective must be a spyglass\.featureviz objective"):
+            maco(model, 1, **CHEAP)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"unknown layer 'blocks\.5'"):
+            maco(model, channel("blocks.5", 0), **CHEAP)
+        with pytest.raises(ValueError, match="channel index 7 is out of range for layer 'conv'"):
+            fourier(model, channel("conv", 7), **CHEAP)
+        with pytest.raises(ValueError, match="class_id 5 is out of range"):
+            maco(model, logit(5), **CHEAP)
+        with pytest.raises(ValueError, match="decay_power must be a finite number >= 0"):
+            FourierImage(32, decay_power=-1)
     assert all(p.requires_grad for p in model.parameters())
-    assert all(not m._forward_hooks for m in model.modules())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spyglass.featureviz import Objective, channel, direction, logit, neuron
-from tests.featureviz.tiny import tiny_model
+from tests.tiny import colour_model
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def by_hand(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_single_objectives_match_hand_computed_values(images: torch.Tensor) -> None:
-    model = tiny_model().eval()
+    model = colour_model().eval()
     red, green = by_hand(images)
     torch.testing.assert_close(logit(0)(model, images), red)
     torch.testing.assert_close(logit(2)(model, images), red + green)
@@ -36,7 +36,7 @@ def test_single_objectives_match_hand_computed_values(images: torch.Tensor) -> N
 
 
 def test_direction_cosine_has_a_floor() -> None:
-    model = tiny_model().eval()
+    model = colour_model().eval()
     red_only = torch.zeros(1, 3, 16, 16)
     red_only[:, 0] = 0.5
     # a = (0.5, 0), v = (-1, 1): cos = -0.707 → clamped to 0.1; dot = -0.5.
@@ -45,7 +45,7 @@ def test_direction_cosine_has_a_floor() -> None:
 
 
 def test_composition_is_linear_and_leaves_operands_alone(images: torch.Tensor) -> None:
-    model = tiny_model().eval()
+    model = colour_model().eval()
     red, green = by_hand(images)
     a, b = logit(0), channel("conv", 1)
     before_a, before_b = repr(a), repr(b)
@@ -61,7 +61,7 @@ def test_composition_is_linear_and_leaves_operands_alone(images: torch.Tensor) -
 
 
 def test_objective_leaves_no_hook(images: torch.Tensor) -> None:
-    model = tiny_model().eval()
+    model = colour_model().eval()
     (logit(1) + channel("conv", 0) + direction("relu", torch.ones(2)))(model, images)
     assert all(not m._forward_hooks for m in model.modules())
 
@@ -88,7 +88,7 @@ def test_bad_operands_and_arguments_are_clear_errors() -> None:
 
 
 def test_errors_that_need_the_model(images: torch.Tensor) -> None:
-    model = tiny_model().eval()
+    model = colour_model().eval()
     with pytest.raises(ValueError, match=r"unknown layer 'cnv'.*Did you mean conv"):
         channel("cnv", 0)(model, images)
     with pytest.raises(ValueError, match=r"channel index 2 is out of range for layer 'conv', which has 2"):

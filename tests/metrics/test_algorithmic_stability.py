@@ -15,7 +15,7 @@ import torch
 from spyglass import metrics
 from spyglass.metrics._stats import spearman_rows, youden_index
 from spyglass.models import VisionModel
-from tests.attributions.conftest import tiny_model
+from tests.tiny import tiny_model
 
 
 def fixed_map(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

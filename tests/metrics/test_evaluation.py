@@ -8,7 +8,7 @@ import torch
 
 from spyglass import attributions, metrics
 from spyglass.models import VisionModel
-from tests.attributions.conftest import tiny_model
+from tests.tiny import tiny_model
 
 CHEAP: dict[str, dict[str, Any]] = {
     "deletion": {"steps": 4},

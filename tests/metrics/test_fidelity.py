@@ -6,9 +6,8 @@ import torch
 from spyglass import attributions, metrics
 from spyglass.models import VisionModel
 from spyglass.objectives import target_logit
-from tests.attributions.conftest import tiny_model
-from tests.helpers import mixed_mode, module_flags
-from tests.metrics.conftest import pixel_sum_model
+from tests.helpers import left_as_found, mixed_mode
+from tests.tiny import pixel_sum_model, tiny_model
 
 
 def test_deletion_curve_by_hand() -> None:
@@ -94,15 +93,24 @@ def test_curves_stream_in_batches_and_do_not_depend_on_batch_size(tiny: VisionMo
     assert torch.allclose(small, large, atol=1e-6)
 
 
+def failing_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    model(x)  # the metric has its perturbed images in flight
+    raise RuntimeError("objective failed")
+
+
 def test_metrics_leave_the_model_as_found(tiny_images: torch.Tensor) -> None:
     model = mixed_mode(tiny_model())
-    flags, state = module_flags(model), {k: v.clone() for k, v in model.state_dict().items()}
     maps = torch.rand(5, 32, 32)
-    metrics.Deletion(model, tiny_images, 0, steps=4, progress=False)(maps)
-    metrics.MuFidelity(model, tiny_images, 0, nb_samples=4, grid_size=4, progress=False)(maps)
-    assert module_flags(model) == flags
-    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert all(p.grad is None for p in model.parameters())
+    with left_as_found(model):
+        metrics.Deletion(model, tiny_images, 0, steps=4, progress=False)(maps)
+        metrics.Insertion(model, tiny_images, 0, steps=4, progress=False)(maps)
+        metrics.MuFidelity(model, tiny_images, 0, nb_samples=4, grid_size=4, progress=False)(maps)
+        with pytest.raises(ValueError, match="shape"):
+            metrics.Deletion(model, tiny_images, 0, steps=4, progress=False)(maps[:2])
+        with pytest.raises(RuntimeError, match="objective failed"):
+            metrics.Deletion(model, tiny_images, 0, steps=4, objective=failing_objective, progress=False)(
+                maps
+            )
 
 
 def test_bad_input_gets_a_clear_error(tiny: VisionModel, tiny_images: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from spyglass import plots
 from spyglass.concepts import Craft
-from tests.concepts.test_craft import TinyNet, block_images
+from tests.tiny import TinyNet, block_images
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from torch import nn
 
 from spyglass import metrics, training
 from spyglass.models import VisionModel
-from tests.attributions.conftest import tiny_model
+from tests.tiny import tiny_model
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ float32 at input resolution. Build one by class or by registered name:
 True
 """
 
-from spyglass.attributions._base import Attribution
-from spyglass.attributions._registry import create, list_methods, method_class, register
+from spyglass.attributions._base import KINDS, SETTINGS_LEVELS, Attribution, levels
+from spyglass.attributions._registry import create, list_methods, method_class, method_settings, register
 from spyglass.attributions.gradcam import GradCAM, GradCAMPlusPlus
 from spyglass.attributions.gradient_input import GradientInput
 from spyglass.attributions.guided import DeconvNet, GuidedBackprop
@@ -27,7 +27,9 @@ from spyglass.attributions.smoothgrad import NoiseTunnel, SmoothGrad, SquareGrad
 from spyglass.attributions.sobol import SobolAttribution
 
 __all__ = [
+    "KINDS",
     "RISE",
+    "SETTINGS_LEVELS",
     "Attribution",
     "DeconvNet",
     "GradCAM",
@@ -46,7 +48,9 @@ __all__ = [
     "SquareGrad",
     "VarGrad",
     "create",
+    "levels",
     "list_methods",
     "method_class",
+    "method_settings",
     "register",
 ]

@@ -7,7 +7,9 @@ what comes back, so that a method's ``explain`` is its algorithm and little else
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +17,35 @@ from torch import Tensor, nn
 from spyglass.objectives import Objective, target_logit
 from spyglass.validation import check_batch_size, check_images, check_targets
 
-__all__ = ["Attribution"]
+__all__ = ["KINDS", "SETTINGS_LEVELS", "Attribution", "levels"]
+
+# What a method needs of the model, which says where it can run and what it can be composed with.
+KINDS = ("gradient", "propagation", "cam", "black-box")
+# Settings levels, cheapest first; "default" is the constructor's own defaults and is never declared.
+SETTINGS_LEVELS = ("cheap", "quick", "demo", "default")
+
+
+def levels(
+    *,
+    cheap: Mapping[str, Any] | None = None,
+    quick: Mapping[str, Any] | None = None,
+    demo: Mapping[str, Any] | None = None,
+) -> Mapping[str, Mapping[str, Any]]:
+    """A method's ``settings`` class data: its options per level, read-only.
+
+    A level left out runs at the constructor's defaults (see :class:`Attribution`).
+
+    Examples
+    --------
+    >>> from spyglass.attributions import levels
+    >>> settings = levels(cheap={"steps": 8}, demo={"steps": 16})
+    >>> dict(settings["demo"])
+    {'steps': 16}
+    """
+    given = {"cheap": cheap, "quick": quick, "demo": demo}
+    return MappingProxyType(
+        {level: MappingProxyType(dict(options)) for level, options in given.items() if options is not None}
+    )
 
 
 class Attribution(ABC):
@@ -35,9 +65,33 @@ class Attribution(ABC):
 
     Calling the method returns ``(N, H, W)`` float32 maps at input resolution; the model
     is left as it was found (mode, hooks, gradients).
+
+    Each registered method declares, as class data read through the registry
+    (:func:`~spyglass.attributions.list_methods`, :func:`~spyglass.attributions.method_settings`),
+    so that the tests, the demo, the benchmarks and the CLI keep no table of their own:
+
+    ``kind``
+        One of :data:`KINDS`: ``"gradient"`` (gradients of the objective with respect to
+        the input), ``"propagation"`` (a rewritten backward pass: Guided Backprop,
+        DeconvNet), ``"cam"`` (a layer's activations weighted by gradients: needs a
+        convolutional feature map) or ``"black-box"`` (forward passes on perturbed
+        images only).
+    ``settings``
+        Options per level of :data:`SETTINGS_LEVELS`, declared only where the
+        constructor's defaults cost too much for that level: ``"cheap"`` runs on a 32 px
+        model with a few classes in milliseconds (the registry-wide tests); ``"quick"``
+        takes about a second per 224 px photo on two CPU cores (smoke runs, the
+        benchmarks' ``--quick``); ``"demo"`` gives maps worth looking at in a few seconds
+        per 224 px photo (the demo page); ``"default"`` is the constructor's defaults.
+    ``truth_check_exempt``
+        Empty, or why the method cannot pass the registry's truth check (its map's mass
+        must lie in the one block of the image a model reads); the test reports it.
     """
 
     name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    settings: ClassVar[Mapping[str, Mapping[str, Any]]] = levels()
+    truth_check_exempt: ClassVar[str] = ""
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ import torch
 from skimage.segmentation import slic
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import check_fill
 from spyglass.engines.grid import cell_of_pixel
 from spyglass.engines.perturbation import inpainting, perturbation_scores
@@ -136,6 +136,11 @@ class SurrogateAttribution(Attribution):
     segments only, so an image's map does not depend on the other images of the batch,
     on its place among them, or on ``batch_size``.
     """
+
+    kind = "black-box"
+    settings = levels(
+        cheap={"segmentation": "grid", "grid_size": 4, "nb_samples": 64}, quick={"nb_samples": 32}
+    )
 
     def __init__(
         self,

@@ -100,6 +100,8 @@ class _LayerActivations:
 class _GradientWeightedCAM(Attribution):
     """Shared body of Grad-CAM and Grad-CAM++: only :meth:`channel_weights` differs."""
 
+    kind = "cam"
+
     desc: ClassVar[str]
 
     def __init__(

@@ -44,6 +44,8 @@ class GradientInput(Attribution):
     torch.Size([1, 224, 224])
     """
 
+    kind = "gradient"
+
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:
         return batched_gradients(
             self.model,

@@ -83,6 +83,8 @@ def _no_activation_error(model: nn.Module) -> ValueError:
 class _ModifiedReLUGradient(Attribution):
     """Shared body of Guided Backprop and DeconvNet: the input gradient under rewritten ReLUs."""
 
+    kind = "propagation"
+
     guided: ClassVar[bool]
 
     def __init__(

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import resolve_perturbation
 from spyglass.attributions._registry import register
 from spyglass.engines.grid import upsample_cells
@@ -201,10 +201,13 @@ class HsicAttribution(Attribution):
     --------
     >>> import torch
     >>> from spyglass import attributions, models
-    >>> hsic = attributions.HsicAttribution(models.load(), grid_size=4, nb_design=64)
+    >>> hsic = attributions.HsicAttribution(models.load(), grid_size=4, nb_design=32)
     >>> hsic(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "black-box"
+    settings = levels(cheap={"grid_size": 4, "nb_design": 32}, quick={"grid_size": 4, "nb_design": 32})
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._registry import register
 from spyglass.attributions.gradient_input import gradient_times_input
 from spyglass.engines.gradients import iter_gradients
@@ -121,6 +121,9 @@ class IntegratedGradients(Attribution):
     >>> ig(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "gradient"
+    settings = levels(cheap={"steps": 8}, quick={"steps": 8}, demo={"steps": 16})
 
     def __init__(
         self,

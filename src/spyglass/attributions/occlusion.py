@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import check_fill
 from spyglass.attributions._registry import register
 from spyglass.engines.forward import iter_batches
@@ -112,6 +112,9 @@ class Occlusion(Attribution):
     >>> occlusion(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "black-box"
+    settings = levels(cheap={"patch": 8, "stride": 4}, quick={"patch": 56, "stride": 56})
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import default_fill
 from spyglass.attributions._registry import register
 from spyglass.engines.forward import iter_batches
@@ -135,6 +135,17 @@ class RISE(Attribution):
     >>> rise(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "black-box"
+    settings = levels(
+        cheap={"nb_samples": 64, "grid_size": 4}, quick={"nb_samples": 64}, demo={"nb_samples": 400}
+    )
+    truth_check_exempt = (
+        "a Monte Carlo average of smooth masks shifted at random: a pixel's score spreads over "
+        "about two grid cells, and at the 64 masks of its cheap settings the sampling noise is "
+        "the size of the 8 px block; tests/attributions/test_perturbation_methods.py checks that "
+        "it finds a block at 3,000 masks"
+    )
 
     def __init__(
         self,

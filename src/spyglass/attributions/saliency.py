@@ -52,6 +52,8 @@ class Saliency(Attribution):
     torch.Size([2, 224, 224])
     """
 
+    kind = "gradient"
+
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:
         return batched_gradients(
             self.model,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._registry import create, register
 from spyglass.engines.forward import iter_batches, model_device
 from spyglass.engines.gradients import input_gradients
@@ -209,6 +209,9 @@ class NoiseTunnel(_Tunnel):
 
 class _Preset(_Tunnel):
     """SmoothGrad, VarGrad, SquareGrad: a noise tunnel of the input gradient, or of ``base``."""
+
+    kind = "gradient"
+    settings = levels(cheap={"nb_samples": 6}, quick={"nb_samples": 8}, demo={"nb_samples": 16})
 
     preset: ClassVar[str]  # the statistic this registered name stands for
 

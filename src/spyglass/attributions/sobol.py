@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions._base import Attribution
+from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._perturbations import PERTURBATIONS, resolve_perturbation
 from spyglass.attributions._registry import register
 from spyglass.engines.perturbation import Perturbation, UpsampledMasks, amplitude, perturbation_scores
@@ -120,10 +120,17 @@ class SobolAttribution(Attribution):
     --------
     >>> import torch
     >>> from spyglass import attributions, models
-    >>> sobol = attributions.SobolAttribution(models.load(), grid_size=4, nb_design=8)  # 144 passes
+    >>> sobol = attributions.SobolAttribution(models.load(), grid_size=4, nb_design=4)  # 72 passes
     >>> sobol(torch.rand(1, 3, 224, 224), 967).shape
     torch.Size([1, 224, 224])
     """
+
+    kind = "black-box"
+    settings = levels(
+        cheap={"grid_size": 4, "nb_design": 8},
+        quick={"grid_size": 4, "nb_design": 8},
+        demo={"grid_size": 7, "nb_design": 8},
+    )
 
     def __init__(
         self,

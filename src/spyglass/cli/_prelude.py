@@ -33,12 +33,14 @@ __all__ = [
     "MethodsOption",
     "ModelOption",
     "ProgressOption",
+    "SettingsOption",
     "TargetOption",
     "check_class",
     "choose_methods",
     "load_model",
     "merge_paths",
     "merge_target",
+    "method_options",
     "read_images",
     "resolve_class",
     "resolve_targets",
@@ -64,6 +66,14 @@ ModelOption = Annotated[
     ),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+SettingsOption = Annotated[
+    str,
+    typer.Option(
+        "--settings",
+        help="Each method's settings at this level: default (its own defaults), demo (the demo "
+        "page's), quick (a smoke run) or cheap (tiny test models); --option overrides them.",
+    ),
+]
 BatchSizeOption = Annotated[
     int, typer.Option("--batch-size", min=1, help="Images per forward pass (bounds memory).")
 ]
@@ -269,3 +279,13 @@ def scoped_options(
         for name in [scope] if dot else names:
             options[name][key] = _parse_value(text)
     return options
+
+
+def method_options(specs: Sequence[str], methods: Sequence[str], level: str) -> dict[str, dict[str, object]]:
+    """Each method's settings at ``level`` (read from its class), then ``--option`` specs on top."""
+    from spyglass import attributions
+    from spyglass.validation import check_choice
+
+    check_choice(level, "--settings", attributions.SETTINGS_LEVELS)
+    given = scoped_options(specs, methods)
+    return {name: {**attributions.method_settings(name, level), **given[name]} for name in methods}

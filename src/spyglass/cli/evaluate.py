@@ -20,11 +20,13 @@ from spyglass.cli._prelude import (
     MethodsOption,
     ModelOption,
     ProgressOption,
+    SettingsOption,
     TargetOption,
     check_class,
     choose_methods,
     load_model,
     merge_paths,
+    method_options,
     read_images,
     resolve_targets,
     scoped_options,
@@ -143,6 +145,7 @@ def evaluate(
             callback=_print_metrics,
         ),
     ] = False,
+    settings: SettingsOption = "default",
     progress: ProgressOption = True,
 ) -> None:
     """Score attribution methods with metrics: a methods × metrics table, and the curves.
@@ -165,7 +168,7 @@ def evaluate(
     with user_errors():
         chosen = choose_methods(methods)
         chosen_metrics, metric_options = _choose_metrics(metric_names, metric_option or [])
-        options = scoped_options(option or [], chosen)
+        options = method_options(option or [], chosen, settings)
         vision_model = load_model(model)
         if target is not None:  # a wrong class fails before the images are read
             check_class(target, vision_model)

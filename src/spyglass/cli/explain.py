@@ -14,14 +14,15 @@ from spyglass.cli._prelude import (
     MethodsOption,
     ModelOption,
     ProgressOption,
+    SettingsOption,
     TargetOption,
     check_class,
     choose_methods,
     load_model,
     merge_paths,
+    method_options,
     read_images,
     resolve_targets,
-    scoped_options,
     user_errors,
 )
 from spyglass.models import DEFAULT_MODEL
@@ -80,6 +81,7 @@ def explain(
             callback=_print_methods,
         ),
     ] = False,
+    settings: SettingsOption = "default",
     progress: ProgressOption = True,
 ) -> None:
     """Explain each image's class with attribution methods; write the maps and a grid.
@@ -100,7 +102,7 @@ def explain(
     del list_methods  # handled by its eager callback
     with user_errors():
         chosen = choose_methods(methods)
-        options = scoped_options(option or [], chosen)
+        options = method_options(option or [], chosen, settings)
         vision_model = load_model(model)
         if target is not None:  # a wrong class fails before the images are read
             check_class(target, vision_model)

@@ -12,7 +12,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from spyglass import attributions, plots
 from spyglass.demo.page import Page
-from spyglass.demo.settings import DEMO_BATCH_SIZE, DEMO_METHODS
+from spyglass.demo.settings import DEMO_BATCH_SIZE
 from spyglass.models import Predictions, VisionModel
 
 __all__ = ["attributions_section"]
@@ -50,7 +50,7 @@ def attributions_section(
             model,
             batch_size=DEMO_BATCH_SIZE,
             progress=progress,
-            **DEMO_METHODS.get(method, {}),
+            **attributions.method_settings(method, "demo"),
         )
         maps = explainer(images, targets)
         explained[method] = (explainer, maps)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from spyglass import attributions, metrics
 from spyglass.demo.page import Page
-from spyglass.demo.settings import DEMO_METHODS, DEMO_METRICS
+from spyglass.demo.settings import DEMO_METRICS
 from spyglass.models import Predictions
 
 __all__ = ["metrics_section"]
@@ -28,7 +28,7 @@ def metrics_section(
         images,
         predictions.indices[:, 0],
         methods=list(explained),
-        method_options={name: DEMO_METHODS.get(name, {}) for name in explained},
+        method_options={name: attributions.method_settings(name, "demo") for name in explained},
         metrics=list(DEMO_METRICS),
         metric_options=DEMO_METRICS,
         maps={name: maps for name, (_, maps) in explained.items()},

@@ -54,8 +54,9 @@ def run_demo(
         See :func:`spyglass.models.load`.
     methods
         Attribution methods of the "Where the model looks" section (default: those of
-        :data:`~spyglass.demo.settings.DEMO_METHODS` that are registered, with its cheap
-        settings; an empty list leaves that section and "Which maps to trust" out).
+        :data:`~spyglass.demo.settings.DEMO_METHODS` that are registered, each at its
+        ``"demo"`` settings (:func:`spyglass.attributions.method_settings`); an empty list
+        leaves that section and "Which maps to trust" out).
     concepts
         Include the "What the model sees" section (CRAFT on each photo).
     progress

@@ -18,7 +18,7 @@ magnitude constraint exact and leaves the model as it found it.
 
 >>> from spyglass import models
 >>> from spyglass.featureviz import logit, maco
->>> result = maco(models.load(), logit(1), steps=2, image_size=128, progress=False)
+>>> result = maco(models.load(), logit(1), steps=2, image_size=128, nb_crops=2, progress=False)
 >>> result.image.shape
 torch.Size([3, 128, 128])
 """

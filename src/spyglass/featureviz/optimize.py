@@ -268,9 +268,9 @@ def maco(
     >>> from spyglass import models
     >>> from spyglass.featureviz import logit, maco
     >>> model = models.load()
-    >>> result = maco(model, logit(1), steps=4, image_size=256, progress=False)  # 1: goldfish
+    >>> result = maco(model, logit(1), steps=2, image_size=128, nb_crops=2, progress=False)  # goldfish
     >>> result.image.shape, result.transparency.shape
-    (torch.Size([3, 256, 256]), torch.Size([256, 256]))
+    (torch.Size([3, 128, 128]), torch.Size([128, 128]))
     """
     seed = check_seed(seed)
     model, objective = _check_model_and_objective(model, objective)
@@ -317,9 +317,9 @@ def fourier(
     --------
     >>> from spyglass import models
     >>> from spyglass.featureviz import fourier, logit
-    >>> result = fourier(models.load(), logit(1), steps=4, image_size=256, progress=False)
+    >>> result = fourier(models.load(), logit(1), steps=2, image_size=128, nb_crops=2, progress=False)
     >>> result.image.shape
-    torch.Size([3, 256, 256])
+    torch.Size([3, 128, 128])
     """
     seed = check_seed(seed)
     model, objective = _check_model_and_objective(model, objective)
