@@ -141,7 +141,8 @@ def test_settings_level_reads_the_method_and_option_overrides_it(photos: Path, t
         np.load(tmp_path / "q" / "coffee.integrated_gradients.npy"),
     )
     wrong = runner.invoke(app, [*explain, "--settings", "fast", "--out", str(tmp_path)])
-    assert wrong.exit_code == 2 and "--settings must be one of 'cheap', 'quick', 'demo', 'default'" in wrong.output
+    assert wrong.exit_code == 2
+    assert "--settings must be one of 'cheap', 'quick', 'demo', 'default'" in wrong.output
 
 
 def test_missing_image_is_a_one_line_error(tmp_path: Path) -> None:
