@@ -5,13 +5,15 @@ the model whose truth they need, and a new family finds them here rather than wr
 fifth.
 
 - :func:`tiny_model`: a small CNN with batch norm (32 px, 5 classes), the registry-wide
-  attribution and metric tests.
+  attribution and metric tests; :func:`tiny_cnn` its network alone with named layers.
 - :func:`pixel_sum_model`: a weighted pixel sum whose exact attributions are its weights.
 - :func:`block_reader`: a model that reads only :data:`BLOCK` of a 32 px image; the truth
   check of every attribution method.
 - :class:`TinyNet` and :func:`block_images`: planted concepts, for CRAFT.
 - :func:`colour_model`: logits ``[r̄, ḡ, r̄ + ḡ]`` with named layers, for feature
   visualization.
+- :class:`ResidualNet`, :class:`TupleNet`, :class:`GatedNet`: a run-time constant and a
+  training-only branch, a tuple output, untraceable control flow; for the models tests.
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ from spyglass.models import VisionModel
 __all__ = [
     "BLOCK",
     "N_FEATURES",
+    "Block",
+    "GatedNet",
     "PixelSum",
+    "ResidualNet",
     "TinyNet",
+    "TupleNet",
     "block_images",
     "block_mask",
     "block_reader",
     "colour_model",
     "colour_network",
     "pixel_sum_model",
+    "tiny_cnn",
     "tiny_images",
     "tiny_model",
 ]
@@ -43,19 +50,36 @@ __all__ = [
 # --- the registry-wide model -----------------------------------------------------------------
 
 
-def tiny_model() -> VisionModel:
-    """A small CNN with batch norm, ReLUs and a residual-free head (32 px, 5 classes)."""
+def _tiny_layers() -> list[tuple[str, nn.Module]]:
     torch.manual_seed(0)
-    network = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 5),
-    )
+    return [
+        ("conv1", nn.Conv2d(3, 8, 3, padding=1)),
+        ("bn", nn.BatchNorm2d(8)),
+        ("relu1", nn.ReLU()),
+        ("conv2", nn.Conv2d(8, 8, 3, padding=1, stride=2)),
+        ("relu2", nn.ReLU()),
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flat", nn.Flatten()),
+        ("fc", nn.Linear(8, 5)),
+    ]
+
+
+def tiny_cnn() -> nn.Sequential:
+    """:func:`tiny_model`'s network alone, with named layers, in train mode.
+
+    32 px in: conv1 (8, 32, 32) → bn → relu1 → conv2 stride 2 (8, 16, 16) → relu2 → pool →
+    flat (8,) → fc (5,).
+    """
+    return nn.Sequential(OrderedDict(_tiny_layers()))
+
+
+def tiny_model(*, named_layers: bool = False) -> VisionModel:
+    """A small CNN with batch norm, ReLUs and a residual-free head (32 px, 5 classes).
+
+    Its layers are ``0`` … ``7`` (``conv1`` … ``fc`` with ``named_layers``: the same weights).
+    """
+    layers = _tiny_layers()
+    network = nn.Sequential(OrderedDict(layers)) if named_layers else nn.Sequential(*(m for _, m in layers))
     model = VisionModel(
         network,
         input_size=(32, 32),
@@ -251,3 +275,75 @@ def colour_model(input_size: int = 16) -> VisionModel:
         class_names=["red", "green", "both"],
         name="tiny",
     )
+
+
+# --- tracing, layer lookup, probing and hooks: graphs with known shapes ---------------------
+
+
+class Block(nn.Module):
+    """A residual block: conv → relu, plus its input."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.conv(x))
+
+
+class ResidualNet(nn.Module):
+    """Residual blocks, a tensor constant made in ``forward`` and a training-only branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.Sequential(Block(4), Block(4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A constant created at run time: fx stores it as an attribute of the traced module.
+        shift = torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)
+        features = self.blocks(self.stem(x + shift))
+        if self.training:  # the traced graph must follow the eval branch
+            features = features * 0.0
+        return self.head(features.mean(dim=(2, 3)))
+
+
+class Pair(nn.Module):
+    """Returns a tuple: (its input doubled, its input's channel means)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 2 * x, x.mean(dim=(2, 3))
+
+
+class TupleNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.pair = Pair()
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        doubled, means = self.pair(self.conv(x))
+        return self.head(means) + doubled.mean()
+
+
+class Gate(nn.Module):
+    """Data-dependent control flow: symbolic tracing cannot follow it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.sum() > 0 else -x
+
+
+class GatedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.gate = Gate()
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.gate(self.conv(x)).mean(dim=(2, 3)))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spyglass import models
-from tests.models.tiny_nets import tiny_cnn, tiny_vision_model
+from tests.tiny import tiny_cnn, tiny_model
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -45,7 +45,7 @@ def test_hooks_are_removed_when_the_block_raises() -> None:
 
 
 def test_hooks_are_removed_when_a_hook_raises_during_the_forward_pass() -> None:
-    model = tiny_vision_model()
+    model = tiny_model(named_layers=True)
 
     def broken(_module: nn.Module, _args: object, _output: object) -> None:
         raise ArithmeticError("hook failed")
@@ -97,7 +97,7 @@ def test_pairs_put_several_hooks_on_one_layer_in_order_and_a_hook_may_replace_th
 
 
 def test_the_whole_model_can_be_hooked() -> None:
-    model = tiny_vision_model()
+    model = tiny_model(named_layers=True)
     inputs: list[torch.Tensor] = []
     with models.hooked(model, {model: lambda _m, args: inputs.append(args[0])}, kind="forward_pre"):
         model(torch.rand(2, 3, 32, 32))

@@ -8,7 +8,7 @@ from torch import nn
 
 from spyglass import models
 from tests.helpers import mixed_mode, module_flags
-from tests.models.tiny_nets import ResidualNet, TupleNet, tiny_cnn, tiny_vision_model
+from tests.tiny import ResidualNet, TupleNet, tiny_cnn, tiny_model
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -16,7 +16,7 @@ def _no_hooks(model: nn.Module) -> bool:
 
 
 def test_shapes_of_a_tiny_network_by_hand() -> None:
-    shapes = models.probe_layers(tiny_vision_model())  # its input size, 32 px
+    shapes = models.probe_layers(tiny_model(named_layers=True))  # its input size, 32 px
     assert shapes == {
         "conv1": (8, 32, 32),
         "bn": (8, 32, 32),

@@ -14,11 +14,11 @@ from torch import nn
 from spyglass import models
 from spyglass.models import TracingError, VisionModel
 from tests.helpers import module_flags
-from tests.models.tiny_nets import GatedNet, ResidualNet, tiny_cnn, tiny_vision_model
+from tests.tiny import GatedNet, ResidualNet, tiny_cnn, tiny_model
 
 ARCHITECTURES: list[tuple[str, Callable[[], nn.Module], int]] = [
     ("tiny cnn", tiny_cnn, 32),
-    ("tiny VisionModel", tiny_vision_model, 32),
+    ("tiny VisionModel", lambda: tiny_model(named_layers=True), 32),
     ("residual with a constant", ResidualNet, 16),
     ("torchvision resnet18", lambda: torchvision.models.resnet18(weights=None), 64),
     ("timm tf_efficientnet_lite0", lambda: timm.create_model("tf_efficientnet_lite0", pretrained=False), 96),
@@ -89,7 +89,7 @@ def test_leaves_are_kept_as_one_node() -> None:
 
 
 def test_a_vision_model_is_traced_with_its_normalisation() -> None:
-    model = tiny_vision_model()
+    model = tiny_model(named_layers=True)
     traced = models.trace(model, leaves=["conv2"])  # names relative to the network...
     nodes = list(traced.graph.nodes)
     targets = [n.target for n in nodes if n.op == "call_module"]
