@@ -41,6 +41,7 @@ __all__ = [
     "colour_model",
     "colour_network",
     "pixel_sum_model",
+    "tinted_images",
     "tiny_cnn",
     "tiny_images",
     "tiny_model",
@@ -97,6 +98,21 @@ def tiny_model(*, named_layers: bool = False) -> VisionModel:
 def tiny_images(n: int = 5, *, seed: int = 1) -> torch.Tensor:
     """``n`` seeded random 32 px images in [0, 1]."""
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def tinted_images(n: int, *, seed: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` tinted 32 px images, labelled by :func:`tiny_model` itself.
+
+    Two or three classes that a fresh classifier head can learn again (MeGe, ReCo, training).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images = (
+        torch.rand(n, 3, 1, 1, generator=generator) * 0.8
+        + torch.rand(n, 3, 32, 32, generator=generator) * 0.2
+    )
+    with torch.no_grad():
+        labels = tiny_model()(images).argmax(1)
+    return images, labels
 
 
 # --- known attributions: a weighted pixel sum ------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 from spyglass import metrics
 from spyglass.metrics._stats import spearman_rows, youden_index
 from spyglass.models import VisionModel
-from tests.tiny import tiny_model
+from tests.tiny import tinted_images, tiny_model
 
 
 def fixed_map(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -132,14 +132,7 @@ def test_algorithmic_stability_rejects_bad_input(tiny: VisionModel, tiny_images:
 @pytest.fixture(scope="module")
 def coloured() -> tuple[torch.Tensor, torch.Tensor]:
     """24 tinted images, labelled by the tiny model itself: two classes a fresh head can learn again."""
-    generator = torch.Generator().manual_seed(5)
-    images = (
-        torch.rand(24, 3, 1, 1, generator=generator) * 0.8
-        + torch.rand(24, 3, 32, 32, generator=generator) * 0.2
-    )
-    with torch.no_grad():
-        labels = tiny_model()(images).argmax(1)
-    return images, labels
+    return tinted_images(24)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from spyglass import attributions, metrics
 from spyglass.models import VisionModel
-from tests.tiny import tiny_model
+from tests.tiny import tinted_images, tiny_model
 
 CHEAP: dict[str, dict[str, Any]] = {
     "deletion": {"steps": 4},
@@ -22,14 +22,7 @@ CHEAP: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def coloured() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(5)
-    images = (
-        torch.rand(12, 3, 1, 1, generator=generator) * 0.8
-        + torch.rand(12, 3, 32, 32, generator=generator) * 0.2
-    )
-    with torch.no_grad():
-        labels = tiny_model()(images).argmax(1)
-    return images, labels
+    return tinted_images(12)
 
 
 def test_one_table_holds_both_kinds_and_each_cell_is_the_metric_alone(
