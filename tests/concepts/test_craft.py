@@ -260,7 +260,7 @@ def test_decompose_fits_a_child_on_the_typical_crops_at_an_earlier_layer(fitted:
 def test_decompose_needs_enough_crops(fitted: Craft) -> None:
     with pytest.raises(ValueError, match="too few crops to decompose concept 2"):
         fitted.decompose(2, percentile=99)
-    with pytest.raises(ValueError, match="concepts must lie in"):
+    with pytest.raises(ValueError, match="concepts must be an int in"):
         fitted.decompose(3)
 
 

@@ -80,7 +80,7 @@ def test_crops_errors(fitted: Craft) -> None:
         plots.concept_crops(unfitted)
     with pytest.raises(TypeError, match=r"craft must be a spyglass\.concepts\.Craft"):
         plots.concept_crops(object())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"concepts must lie in \[0, 2\]; got 3"):
+    with pytest.raises(ValueError, match=r"concepts must be an int in \[0, 2\] \(concept indices\); got 3"):
         plots.concept_crops(fitted, concepts=[3])
     with pytest.raises(ValueError, match="per_concept must be a positive int"):
         plots.concept_crops(fitted, per_concept=0)

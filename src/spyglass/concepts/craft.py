@@ -318,13 +318,9 @@ class Craft:
     def _check_class(self, class_id: object) -> int:
         if isinstance(class_id, Tensor) and class_id.numel() == 1 and not class_id.is_floating_point():
             class_id = int(class_id.item())
-        if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
-            raise TypeError(f"class_id must be an int class index; got {type(class_id).__name__}")
         num_classes = getattr(self.model, "num_classes", None)
-        if class_id < 0 or (isinstance(num_classes, int) and class_id >= num_classes):
-            bound = f"[0, {num_classes - 1}]" if isinstance(num_classes, int) else ">= 0"
-            raise ValueError(f"class_id must lie in {bound}; got {class_id}")
-        return int(class_id)
+        top = num_classes - 1 if isinstance(num_classes, int) else None
+        return check_int(class_id, "class_id", 0, maximum=top, hint="a class index")
 
     def fit(self, images: Tensor, class_id: int) -> Craft:
         """Learn ``n_concepts`` concepts of class ``class_id`` from crops of ``images``.
@@ -537,10 +533,7 @@ class Craft:
             return list(range(self.n_concepts))
         chosen = [concepts] if isinstance(concepts, (int, np.integer)) else list(concepts)
         for concept in chosen:
-            if isinstance(concept, bool) or not isinstance(concept, (int, np.integer)):
-                raise TypeError(f"concepts must be ints; got {type(concept).__name__}")
-            if not 0 <= concept < self.n_concepts:
-                raise ValueError(f"concepts must lie in [0, {self.n_concepts - 1}]; got {concept}")
+            check_int(concept, "concepts", 0, maximum=self.n_concepts - 1, hint="concept indices")
         if not chosen:
             raise ValueError("concepts must name at least one concept")
         return [int(c) for c in chosen]
