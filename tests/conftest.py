@@ -10,10 +10,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from spyglass import models
 from spyglass.models import VisionModel
 from tests import tiny as tiny_models
+
+# Hypothesis profiles. ``ci`` (the default) keeps property tests that do not set their own
+# example count cheap; ``fuzz`` (``pytest tests/bad_input --hypothesis-profile=fuzz``) is
+# the thousands-of-calls bad-input fuzz whose tally the closing notes state. The option is
+# applied by hypothesis's plugin after this file is imported, so it overrides the default.
+_PROFILE = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
+settings.register_profile("ci", max_examples=4, derandomize=True, **_PROFILE)
+settings.register_profile("fuzz", max_examples=60, **_PROFILE)
+settings.load_profile("ci")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -48,3 +61,17 @@ def tiny() -> VisionModel:
 def tiny_images() -> torch.Tensor:
     """Five seeded random 32 px images in [0, 1]."""
     return tiny_models.tiny_images()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The bad-input tally (tests/bad_input/contract.py): how many malformed calls, and their fate."""
+    from tests.bad_input.contract import TALLY
+
+    if not TALLY:
+        return
+    total = sum(sum(counts.values()) for counts in TALLY.values())
+    terminalreporter.section(f"bad-input tally: {total} malformed calls over {len(TALLY)} entry points")
+    outcomes = sorted({outcome for counts in TALLY.values() for outcome in counts})
+    for outcome in outcomes:
+        count = sum(counts[outcome] for counts in TALLY.values())
+        terminalreporter.write_line(f"{outcome:>20}: {count}")

@@ -1,0 +1,1 @@
+"""The bad-input contract: every public entry point, fed malformed input, refuses it cleanly."""
