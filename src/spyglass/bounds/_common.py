@@ -22,7 +22,7 @@ from spyglass.bounds._graph import (
     variable_nodes,
 )
 from spyglass.engines import eval_mode
-from spyglass.models import trace
+from spyglass.models import TracingError, trace
 
 __all__: list[str] = []
 
@@ -67,7 +67,16 @@ def graph_of(model: object) -> fx.GraphModule:
         return model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    return trace(model)
+    try:
+        return trace(model)
+    except TracingError:
+        # A module that tracing keeps whole inside a network (timm's Conv2dSame) cannot be the
+        # root of a trace; inside a container it is one node.
+        try:
+            return trace(nn.Sequential(model))
+        except TracingError:
+            pass
+        raise
 
 
 def check_dtype(model: nn.Module, lower: Tensor) -> None:
