@@ -101,12 +101,15 @@ def _crown(
         low, high = backward(program, boxes, program.output, start, _all, relaxations)
         if coefficients is None:
             result = (low.view_as(final[0]), high.view_as(final[1]))
-            interval = final
+            intervals = [final, ibp[program.output]]
         else:
             result = (low, high)
-            interval = spec_interval(program, boxes, coefficients, through)
+            intervals = [spec_interval(program, bounds, coefficients, through) for bounds in (boxes, ibp)]
         if intersect:
-            result = _intersect(result, interval)
+            # IBP from the tightened boxes, and plain IBP: equal or tighter in exact arithmetic,
+            # and with both the result is never looser than interval_bounds' even after rounding.
+            for interval in intervals:
+                result = _intersect(result, interval)
         return program, boxes, result
 
 
