@@ -188,6 +188,7 @@ ACTIVATIONS = {
     "relu": (nn.ReLU(), clamp(0.0, None)),
     "relu6": (nn.ReLU6(), clamp(0.0, 6.0)),
     "leaky": (nn.LeakyReLU(0.1), leaky_relu(0.1)),
+    "leaky_negative": (nn.LeakyReLU(-0.5), leaky_relu(-0.5)),  # not monotone: the kink is the minimum
     "sigmoid": (nn.Sigmoid(), smooth("sigmoid")),
     "tanh": (nn.Tanh(), smooth("tanh")),
     "silu": (nn.SiLU(), smooth("silu")),
@@ -221,8 +222,10 @@ def test_activation_interval_matches_a_dense_scan(name: str) -> None:
     # Exact up to the scan's resolution, and never inside the scanned range.
     assert (got_low[0] <= values.amin(0) + 1e-12).all()
     assert (got_high[0] >= values.amax(0) - 1e-12).all()
-    torch.testing.assert_close(got_low[0], values.amin(0), rtol=0, atol=1e-6)
-    torch.testing.assert_close(got_high[0], values.amax(0), rtol=0, atol=1e-6)
+    # Between scan points f moves by at most sup|f'| (< 1.2 for all of these) times the step.
+    resolution = 1.2 * (high - low) / 4000 + 1e-12
+    assert (values.amin(0) - got_low[0] <= resolution).all()
+    assert (got_high[0] - values.amax(0) <= resolution).all()
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
