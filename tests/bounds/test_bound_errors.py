@@ -141,7 +141,8 @@ def test_the_model_is_left_as_found(tiny: nn.Module) -> None:
     images = torch.rand(1, 3, 32, 32)
     with left_as_found(mixed_mode(tiny)):
         low, high = interval_bounds(tiny, images - 0.01, images + 0.01)
-        crown = linear_bounds(tiny, images - 0.01, images + 0.01, torch.eye(5)[:2] - torch.eye(5)[2])
+        margins = torch.eye(5)[:2] - torch.eye(5)[2]
+        crown = linear_bounds(tiny, images - 0.01, images + 0.01, margins, intermediate="ibp")
     with torch.no_grad():
         logits = tiny.eval()(images)
     assert (low <= logits + 1e-5).all() and (logits <= high + 1e-5).all()

@@ -294,3 +294,23 @@ def test_crown_through_an_affine_layer_is_its_exact_range() -> None:
             layer.weight[o].tolist(), lower[0].tolist(), upper[0].tolist(), float(layer.bias.detach()[o])
         )
         assert (float(low[0, o]), float(high[0, o])) == pytest.approx(expected, abs=1e-12)
+
+
+def test_timm_same_padding_pools_match_window_references() -> None:
+    """MaxPool2dSame pads with -inf, AvgPool2dSame with zeros (counted): 5 px, k 3, s 2 → one each side."""
+    from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+
+    lower, upper = _box((1, 2, 5, 5), seed=3)
+    max_low, max_high = interval_bounds(MaxPool2dSame(3, stride=2), lower, upper)
+    avg_low, avg_high = interval_bounds(AvgPool2dSame(3, stride=2), lower, upper)
+    for c in range(2):
+        for i in range(3):
+            for j in range(3):
+                cells = [(r, q) for r in range(2 * i - 1, 2 * i + 2) for q in range(2 * j - 1, 2 * j + 2)]
+                inside = [(r, q) for r, q in cells if 0 <= r < 5 and 0 <= q < 5]
+                assert float(max_low[0, c, i, j]) == max(float(lower[0, c, r, q]) for r, q in inside)
+                assert float(max_high[0, c, i, j]) == max(float(upper[0, c, r, q]) for r, q in inside)
+                total_low = sum(float(lower[0, c, r, q]) for r, q in inside)
+                total_high = sum(float(upper[0, c, r, q]) for r, q in inside)
+                assert float(avg_low[0, c, i, j]) == pytest.approx(total_low / 9)
+                assert float(avg_high[0, c, i, j]) == pytest.approx(total_high / 9)
