@@ -168,3 +168,13 @@ def test_the_halves_of_a_split_are_bounded_on_activations() -> None:
         for low, high in (interval_bounds(h, lower, upper), linear_bounds(h, lower, upper)):
             assert low.shape == (2, 5)
             assert (low <= inside + 1e-5).all() and (inside <= high + 1e-5).all()
+
+
+def test_bounds_that_overflow_to_nan_are_refused() -> None:
+    model = nn.Sequential(nn.Linear(1, 2), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[3e38], [-3e38]]))
+        model[1].weight.fill_(3e38)
+    x = torch.tensor([[1.0]])  # the first layer's centres are +inf and -inf, their sum NaN
+    with pytest.raises(ValueError, match="overflowed"):
+        interval_bounds(model, x, x + 2)

@@ -181,3 +181,15 @@ def spec_interval(
 
     relaxations: dict[str, Relaxation] = {}
     return backward(program, boxes, program.output, spec, process, relaxations)
+
+
+def checked_result(bounds: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The bounds, unless they overflowed: ``inf - inf`` is NaN, and NaN is no bound."""
+    low, high = bounds
+    if torch.isnan(low).any() or torch.isnan(high).any():
+        raise ValueError(
+            f"the bounds overflowed ({low.dtype} cannot hold them: infinite intermediate bounds met with "
+            "opposite signs); use a smaller box, float64 (model.double() and float64 bounds), or bound "
+            "a part of the network (spyglass.models.split)"
+        )
+    return low, high

@@ -13,6 +13,7 @@ from spyglass.bounds._common import (
     check_box,
     check_dtype,
     check_spec,
+    checked_result,
     compile_checked,
     fold_nodes,
     graph_of,
@@ -187,7 +188,7 @@ def linear_bounds(
     """
     intermediate = check_choice(intermediate, "intermediate", ("crown", "ibp"))  # type: ignore[assignment]
     memory_limit = check_int(memory_limit, "memory_limit", minimum=1, hint="bytes")
-    return _crown(model, lower, upper, spec, intermediate, memory_limit)[2]
+    return checked_result(_crown(model, lower, upper, spec, intermediate, memory_limit)[2])
 
 
 def layer_bounds(
