@@ -206,6 +206,21 @@ def layer_bounds(
     inner step as ``"<node>.bn"``. With ``method="crown"`` the inputs of activations and
     the output are bounded by CROWN ∩ IBP, and the other nodes by IBP from those.
 
+    Parameters
+    ----------
+    model, lower, upper
+        As in :func:`interval_bounds`.
+    method
+        ``"ibp"`` or ``"crown"`` (full CROWN: see :func:`linear_bounds`).
+    memory_limit
+        As in :func:`linear_bounds` (``method="crown"`` only).
+
+    Returns
+    -------
+    dict
+        Node name → ``(lower, upper)``, each of that node's shape (batch first). Every
+        box is kept, so this needs the memory of all the network's activations, twice.
+
     Examples
     --------
     >>> import torch
