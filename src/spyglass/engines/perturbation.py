@@ -34,6 +34,7 @@ from spyglass.engines.forward import batched_forward
 from spyglass.engines.grid import upsample_cells
 from spyglass.engines.sources import InputSource
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_scores
 
 __all__ = [
     "Perturbation",
@@ -253,13 +254,7 @@ def perturbation_scores(
 
     def score(net: nn.Module, batch: Tensor, rows: slice) -> Tensor:
         y = flat_targets[rows].to(batch.device)
-        out = objective(net, batch, y)
-        if out.shape != (batch.shape[0],):
-            raise ValueError(
-                f"objective must return one score per input, shape ({batch.shape[0]},); "
-                f"got {tuple(out.shape)}"
-            )
-        return out
+        return check_scores(objective(net, batch, y), batch.shape[0], objective)
 
     scores = batched_forward(model, source, batch_size=batch_size, progress=progress, fn=score, desc=desc)
     return scores.reshape(images.shape[0], nb_masks)
