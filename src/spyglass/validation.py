@@ -209,7 +209,7 @@ def describe(value: object) -> str:
 
 
 def _callable_name(function: object) -> str:
-    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    name = getattr(function, "__name__", None)
     return str(name) if name else repr(function)
 
 

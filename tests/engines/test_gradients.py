@@ -58,7 +58,7 @@ def test_leaves_no_grad_on_parameters_and_modes_as_found() -> None:
 def test_bad_objective_and_targets_are_reported() -> None:
     model = linear_model()
     x = torch.rand(2, 3, 2, 2)
-    with pytest.raises(ValueError, match=r"one score per input, shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"one finite score per input, a float tensor of shape \(2,\)"):
         batched_gradients(model, x, torch.tensor([0, 1]), objective=lambda m, a, y: m(a), progress=False)
     with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
         batched_gradients(model, x, torch.tensor([0]), progress=False)

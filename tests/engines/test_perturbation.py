@@ -141,7 +141,7 @@ def test_errors_say_what_was_expected() -> None:
             perturbation=inpainting(),
             progress=False,
         )
-    with pytest.raises(ValueError, match="one score per input"):
+    with pytest.raises(ValueError, match="one finite score per input"):
         perturbation_scores(
             model,
             x,
