@@ -73,7 +73,9 @@ def _targets(n: int) -> torch.Tensor:
 def test_malformed_images_are_refused(name: str, case: str, data: st.DataObject) -> None:
     model = tiny.tiny_model()
     images = IMAGE_CASES[case](data.draw)
-    refuses(f"metrics.{name}", lambda: build(name, model, images, torch.tensor([0])), model=model, match="images")
+    refuses(
+        f"metrics.{name}", lambda: build(name, model, images, torch.tensor([0])), model=model, match="images"
+    )
 
 
 @pytest.mark.parametrize("case", TARGET_CASES)
@@ -224,7 +226,10 @@ STATS_CASES: dict[str, tuple[Any, str]] = {
     "auc of numpy": (lambda: metrics.auc(np.ones((2, 3))), "curves"),
     "auc of one point": (lambda: metrics.auc(torch.ones(2, 1)), "curves"),
     "auc of 1-d": (lambda: metrics.auc(torch.ones(4)), "curves"),
-    "spearman of mismatched rows": (lambda: metrics.spearman_rows(torch.rand(2, 5), torch.rand(2, 4)), "shape"),
+    "spearman of mismatched rows": (
+        lambda: metrics.spearman_rows(torch.rand(2, 5), torch.rand(2, 4)),
+        "shape",
+    ),
     "spearman of 1-d": (lambda: metrics.spearman_rows(torch.rand(5), torch.rand(5)), "shape"),
     "pearson of lists": (lambda: metrics.pearson_rows([[1.0, 2.0]], [[1.0, 2.0]]), "list"),  # type: ignore[arg-type]
     "youden of lists": (lambda: metrics.youden_index([0.1, 0.2], [0.5]), "negatives"),  # type: ignore[arg-type]

@@ -266,7 +266,9 @@ def test_under_inference_mode_gradients_are_computed_outside_it_locally() -> Non
     with torch.inference_mode():
         inference_x, inference_y = x.clone(), y.clone()  # inference tensors
         torch.testing.assert_close(input_gradients(model, inference_x, inference_y), expected)
-        torch.testing.assert_close(batched_gradients(model, inference_x, inference_y, progress=False), expected)
+        torch.testing.assert_close(
+            batched_gradients(model, inference_x, inference_y, progress=False), expected
+        )
         assert torch.is_inference_mode_enabled()  # the caller's mode is handed back
 
 

@@ -15,7 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from spyglass.objectives import Objective, target_logit
-from spyglass.validation import check_batch_size, check_bool, check_callable, check_images, check_model, check_targets
+from spyglass.validation import (
+    check_batch_size,
+    check_bool,
+    check_callable,
+    check_images,
+    check_model,
+    check_targets,
+)
 
 __all__ = ["KINDS", "SETTINGS_LEVELS", "Attribution", "levels"]
 

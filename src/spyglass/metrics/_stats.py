@@ -110,7 +110,9 @@ def youden_index(negatives: Tensor, positives: Tensor) -> float:
         if not isinstance(values, Tensor) or values.is_complex() or values.dtype == torch.bool:
             raise TypeError(f"{name} must be a real tensor of scores; got {describe(values)}")
         if values.is_floating_point() and not bool(torch.isfinite(values).all()):
-            raise ValueError(f"{name} must be finite scores; got {int((~torch.isfinite(values)).sum())} NaN or infinite")
+            raise ValueError(
+                f"{name} must be finite scores; got {int((~torch.isfinite(values)).sum())} NaN or infinite"
+            )
     if negatives.numel() == 0 or positives.numel() == 0:
         return float("nan")
     negatives = negatives.flatten().to(torch.float64).sort().values

@@ -215,7 +215,9 @@ def evaluate(
     given = check_mapping(maps, "maps")
     strays = sorted(set(given) - set(factories))
     if strays:  # a typo would otherwise compute the maps again and drop the given ones unseen
-        raise ValueError(f"maps name methods that are not evaluated: {strays}; the methods are {list(factories)}")
+        raise ValueError(
+            f"maps name methods that are not evaluated: {strays}; the methods are {list(factories)}"
+        )
     built = {name: metric_class(name)(model, images, labels, **options[name]) for name in chosen}
     of_methods = [metric for metric in built.values() if isinstance(metric, MethodMetric)]
     for index, later in enumerate(of_methods):
