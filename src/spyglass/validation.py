@@ -164,6 +164,8 @@ def check_targets(targets: object, n: int, num_classes: int | None = None) -> Te
     elif isinstance(targets, Tensor):
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise TypeError(f"{expected}; got a tensor of dtype {targets.dtype}")
+        if targets.device.type == "meta":
+            raise ValueError(f"{expected}; got a tensor on the meta device, which holds no values")
         if targets.ndim == 0:
             result = targets.reshape(1).expand(n).long()
         elif targets.ndim == 1 and targets.shape[0] == n:

@@ -86,6 +86,7 @@ TARGET_CASES: dict[str, Callable[[Draw], object]] = {
     "2-d tensor": lambda draw: torch.zeros(1, 1, dtype=torch.long),
     "out-of-range tensor": lambda draw: torch.full((1,), draw(st.integers(CLASSES, 10**6))),
     "numpy array": lambda draw: np.zeros(1, dtype=np.int64),
+    "meta tensor": lambda draw: torch.zeros(1, dtype=torch.long, device="meta"),
     "list with a float": lambda draw: [0.5],
     "None": lambda draw: None,
 }
