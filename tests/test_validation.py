@@ -208,7 +208,7 @@ def test_check_scores_names_the_objective() -> None:
         ValueError, match=r"target_logit must return one finite score per input.*\(3,\); got shape"
     ):
         check_scores(torch.zeros(3, 1), 3, target_logit)
-    with pytest.raises(TypeError, match="got dtype torch.int64"):
+    with pytest.raises(TypeError, match=r"got dtype torch\.int64"):
         check_scores(torch.zeros(3, dtype=torch.long), 3, target_logit)
 
 
