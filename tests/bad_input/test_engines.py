@@ -167,3 +167,22 @@ SAMPLING_CASES: dict[str, tuple[Any, str]] = {
 def test_malformed_designs_are_refused(case: str, data: st.DataObject) -> None:
     call, fragment = SAMPLING_CASES[case]
     refuses(f"sampling.{case.split()[0]}", lambda: call(data.draw), match=fragment)
+
+
+PERTURBATION_CASES: dict[str, tuple[Any, str]] = {
+    "inpainting NaN": (lambda: inpainting(math.nan), "inpainting value"),
+    "inpainting 5": (lambda: inpainting(5.0), "inpainting value"),
+    "inpainting a str": (lambda: inpainting("grey"), "inpainting value"),  # type: ignore[arg-type]
+    "inpainting a NaN tensor": (lambda: inpainting(torch.tensor([0.5, math.nan, 0.5])), "inpainting value"),
+    "inpainting 4 channels": (lambda: inpainting(torch.full((4,), 0.5)), "inpainting value"),
+    "blurring inf": (lambda: engines.blurring(math.inf), "blurring sigma"),
+    "blurring NaN": (lambda: engines.blurring(math.nan), "blurring sigma"),
+    "amplitude NaN": (lambda: engines.amplitude(math.nan), "amplitude sigma"),
+    "amplitude negative": (lambda: engines.amplitude(-2.0), "amplitude sigma"),
+}
+
+
+@pytest.mark.parametrize("case", PERTURBATION_CASES)
+def test_malformed_perturbations_are_refused(case: str) -> None:
+    call, fragment = PERTURBATION_CASES[case]
+    refuses(f"engines.{case.split()[0]}", call, match=fragment)
