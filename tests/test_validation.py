@@ -140,3 +140,117 @@ def test_check_targets_refuses_indices_beyond_64_bits() -> None:
     assert check_targets(np.int64(3), 2).tolist() == [3, 3]
     with pytest.raises(TypeError, match="numpy array"):
         check_targets(np.array([1, 2]), 2)
+
+
+# --- the checks of issue 11 ---------------------------------------------------------------
+
+
+def test_check_images_converts_any_float_dtype_to_the_models() -> None:
+    from spyglass.validation import floating_dtype
+
+    model = torch.nn.Linear(2, 2)
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    assert floating_dtype(model) == torch.float32
+    assert check_images(x, model=model).dtype == torch.float32
+    assert check_images(x, model=model.double()).dtype == torch.float64
+    assert check_images(x).dtype == torch.float64  # no model: as given
+    assert floating_dtype(torch.nn.ReLU()) == torch.float32  # no weights: the default
+
+
+@pytest.mark.parametrize(
+    ("images", "fragment"),
+    [
+        (torch.zeros(1, 3, 4, 4, dtype=torch.int64), "images.float() / 255"),
+        (torch.zeros(1, 3, 4, 4, device="meta"), "meta device"),
+        (torch.zeros(1, 3, 4, 0), "4×0 pixels"),
+        (np.zeros((1, 3, 4, 4)), "torch.from_numpy"),
+    ],
+)
+def test_check_images_says_what_to_do(images: object, fragment: str) -> None:
+    with pytest.raises((TypeError, ValueError), match="images must be") as info:
+        check_images(images)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("logits", "targets", "fragment"),
+    [
+        (torch.zeros(2), torch.tensor([0, 1]), "got shape (2,) (one score per image"),
+        (torch.zeros(2, 5, 1, 1), torch.tensor([0, 1]), "torch.nn.Flatten()"),
+        (
+            torch.zeros(2, 5),
+            torch.tensor([0, 9]),
+            "targets must lie in [0, 4] for the model, which returns 5",
+        ),
+        (torch.zeros(2, 5, dtype=torch.long), torch.tensor([0, 1]), "of a floating dtype"),
+        ((torch.zeros(2, 5),), torch.tensor([0, 1]), "got tuple"),
+    ],
+)
+def test_check_logits(logits: object, targets: torch.Tensor, fragment: str) -> None:
+    from spyglass.validation import check_logits
+
+    with pytest.raises((TypeError, ValueError)) as info:
+        check_logits(logits, targets)
+    assert fragment in str(info.value)
+    good = torch.zeros(2, 5)
+    assert check_logits(good, torch.tensor([0, 4])) is good
+
+
+def test_check_scores_names_the_objective() -> None:
+    from spyglass.objectives import target_logit
+    from spyglass.validation import check_scores
+
+    with pytest.raises(
+        ValueError, match=r"the objective target_logit returned 1 NaN or infinite score\(s\) among 3"
+    ):
+        check_scores(torch.tensor([0.0, float("nan"), 1.0]), 3, target_logit)
+    with pytest.raises(
+        ValueError, match=r"target_logit must return one finite score per input.*\(3,\); got shape"
+    ):
+        check_scores(torch.zeros(3, 1), 3, target_logit)
+    with pytest.raises(TypeError, match=r"got dtype torch\.int64"):
+        check_scores(torch.zeros(3, dtype=torch.long), 3, target_logit)
+
+
+def test_check_finite_tensor_and_rows() -> None:
+    from spyglass.validation import check_finite_tensor, check_rows, check_same_shape
+
+    with pytest.raises(
+        ValueError, match=r"baseline must be a tensor of finite values in \[0, 1\]; got 1 NaN"
+    ):
+        check_finite_tensor(torch.tensor([0.5, float("nan")]), "baseline", minimum=0, maximum=1)
+    with pytest.raises(ValueError, match=r"got values in \[0, 5\]"):
+        check_finite_tensor(torch.tensor([0.0, 5.0]), "baseline", minimum=0, maximum=1)
+    with pytest.raises(TypeError, match="numpy array"):
+        check_rows(np.zeros((2, 2)), "curves")
+    with pytest.raises(ValueError, match=r"x and y must have the same shape; got \(2, 3\) and \(2, 4\)"):
+        check_same_shape(torch.zeros(2, 3), torch.zeros(2, 4), ("x", "y"))
+
+
+def test_check_measured_and_names() -> None:
+    from spyglass.validation import check_measured, check_sequence_of_names
+
+    assert check_measured(torch.tensor([1.0, float("nan"), 3.0]), "M", "why") == 2.0
+    with pytest.raises(ValueError, match="M has nothing to measure on these 2 value"):
+        check_measured(torch.tensor([float("nan")] * 2), "M", "why")
+    assert check_sequence_of_names(("a", "b"), "metrics") == ["a", "b"]
+    with pytest.raises(TypeError, match=r"write \['deletion'\]"):
+        check_sequence_of_names("deletion", "metrics")
+    with pytest.raises(TypeError, match="got an item 3"):
+        check_sequence_of_names(["a", 3], "metrics")
+
+
+def test_check_differentiable_model_refuses_inference_weights() -> None:
+    from spyglass.validation import check_differentiable_model
+
+    model = torch.nn.Linear(2, 2)
+    assert check_differentiable_model(model) is model
+    with torch.inference_mode():
+        built_there = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"created inside torch.inference_mode\(\)"):
+        check_differentiable_model(built_there)
+
+
+def test_check_targets_refuses_a_meta_tensor() -> None:
+    with pytest.raises(ValueError, match="meta device"):
+        check_targets(torch.zeros(2, dtype=torch.long, device="meta"), 2)

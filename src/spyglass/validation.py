@@ -3,6 +3,26 @@
 Each check raises a ``TypeError`` or ``ValueError`` whose message says what was
 expected and what came, so that bad input never surfaces as a deep PyTorch traceback.
 Engines and methods call these once, at the boundary; internal code trusts its inputs.
+
+Decisions taken here once, for the whole library:
+
+- **Image dtype.** Any floating dtype is accepted (``torch.from_numpy`` gives float64,
+  mixed-precision code float16/bfloat16) and, when the model is given
+  (``check_images(images, model=model)``), converted to the dtype of the model's
+  floating-point parameters, so a float64 batch explains a float32 model. Integer images
+  are refused (their [0, 255] scale is not the library's [0, 1]; the message says to
+  divide by 255), and so are complex and bool tensors and tensors on the ``meta`` device
+  (they hold no values).
+- **Model outputs.** The built-in objectives read logits ``(N, classes)``: a model that
+  returns anything else, or targets beyond its classes, is refused on the first batch by
+  :func:`check_logits` with a sentence, never an ``IndexError`` from ``gather``.
+- **Scores.** Whatever an objective returns goes through :func:`check_scores`: ``(N,)``
+  finite values, or an error naming the objective (a NaN score would become a NaN map, a
+  failed linear solve or a NaN metric far from its cause).
+- **Gradients under ``torch.no_grad`` and ``torch.inference_mode``** are the engines'
+  business (:mod:`spyglass.engines.gradients` switches them back on locally);
+  :func:`check_differentiable_model` refuses the one case torch cannot serve, a model whose
+  weights were created inside ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -13,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "InvalidArgumentError",
@@ -21,19 +41,45 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_choice",
+    "check_differentiable_model",
+    "check_finite_tensor",
     "check_float",
     "check_fraction",
     "check_images",
     "check_int",
+    "check_logits",
     "check_mapping",
+    "check_measured",
+    "check_model",
     "check_positive_float",
     "check_probability",
+    "check_rows",
+    "check_same_shape",
+    "check_scores",
     "check_seed",
+    "check_sequence_of_names",
     "check_targets",
+    "describe",
+    "floating_dtype",
 ]
 
 
-def check_images(images: object, *, name: str = "images") -> Tensor:
+def floating_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the first floating-point parameter or buffer of ``model`` (float32 if none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def check_model(model: object, name: str = "model") -> nn.Module:
+    """Return ``model`` if it is a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module; got {type(model).__name__}")
+    return model
+
+
+def check_images(images: object, *, name: str = "images", model: nn.Module | None = None) -> Tensor:
     """Return ``images`` if it is a float tensor ``(N, 3, H, W)`` with finite values in [0, 1].
 
     Parameters
@@ -42,25 +88,38 @@ def check_images(images: object, *, name: str = "images") -> Tensor:
         The candidate batch.
     name
         How the argument is called in error messages.
+    model
+        When given, the images are returned in the model's floating dtype
+        (:func:`floating_dtype`): a float64 batch for a float32 model is converted, not
+        refused (see the module docstring).
 
     Raises
     ------
     TypeError
-        If ``images`` is not a floating-point tensor.
+        If ``images`` is not a floating-point tensor (an integer one gets a hint to divide
+        by 255).
     ValueError
-        If the shape is not ``(N, 3, H, W)`` with ``N >= 1``, a value is NaN or infinite,
-        or a value lies outside [0, 1].
+        If it lives on the meta device, the shape is not ``(N, 3, H, W)`` with ``N >= 1``, a
+        value is NaN or infinite, or a value lies outside [0, 1].
     """
     expected = f"{name} must be a float tensor of shape (N, 3, H, W) with values in [0, 1]"
     if not isinstance(images, Tensor):
-        raise TypeError(f"{expected}; got {type(images).__name__}")
+        hint = " (convert with torch.from_numpy)" if isinstance(images, np.ndarray) else ""
+        raise TypeError(f"{expected}; got {type(images).__name__}{hint}")
     if not images.is_floating_point():
-        raise TypeError(f"{expected}; got dtype {images.dtype}")
+        hint = ""
+        if not images.is_complex() and images.dtype != torch.bool:
+            hint = " (integer pixels in [0, 255]? convert with images.float() / 255)"
+        raise TypeError(f"{expected}; got dtype {images.dtype}{hint}")
+    if images.device.type == "meta":
+        raise ValueError(f"{expected}; got a tensor on the meta device, which holds no values")
     if images.ndim != 4 or images.shape[1] != 3:
         hint = " (add a batch dimension with images[None])" if images.ndim == 3 else ""
         raise ValueError(f"{expected}; got shape {tuple(images.shape)}{hint}")
     if images.shape[0] == 0:
         raise ValueError(f"{expected}; got an empty batch")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"{expected}; got images of {images.shape[2]}×{images.shape[3]} pixels")
     # min and max propagate NaN and see ±inf, so they check finiteness without the
     # (N, 3, H, W) boolean temporary that isfinite would allocate on a large batch.
     low, high = float(images.min()), float(images.max())
@@ -74,6 +133,10 @@ def check_images(images: object, *, name: str = "images") -> Tensor:
         elif low < 0.0:
             hint = " (already normalised? the model wrapper normalises; pass raw pixels)"
         raise ValueError(f"{expected}; got values in [{low:.4g}, {high:.4g}]{hint}")
+    if model is not None:
+        dtype = floating_dtype(model)
+        if images.dtype != dtype:
+            images = images.to(dtype)
     return images
 
 
@@ -101,6 +164,8 @@ def check_targets(targets: object, n: int, num_classes: int | None = None) -> Te
     elif isinstance(targets, Tensor):
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise TypeError(f"{expected}; got a tensor of dtype {targets.dtype}")
+        if targets.device.type == "meta":
+            raise ValueError(f"{expected}; got a tensor on the meta device, which holds no values")
         if targets.ndim == 0:
             result = targets.reshape(1).expand(n).long()
         elif targets.ndim == 1 and targets.shape[0] == n:
@@ -131,6 +196,164 @@ def _check_index_range(target: int, expected: str) -> None:
     # torch.long holds 64 bits; a Python int beyond that would fail deep inside torch.
     if not -(2**63) <= target < 2**63:
         raise ValueError(f"{expected}; got {target}, which no class index can be")
+
+
+# --- What models and objectives return ----------------------------------------------------
+
+
+def describe(value: object) -> str:
+    """A few words on what ``value`` is, for error messages: a tensor's shape and dtype, else its type."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, np.ndarray):
+        return f"a numpy array of shape {value.shape} (convert with torch.from_numpy)"
+    return type(value).__name__
+
+
+def _callable_name(function: object) -> str:
+    name = getattr(function, "__name__", None)
+    return str(name) if name else repr(function)
+
+
+def check_logits(logits: object, targets: Tensor, *, source: str = "the model") -> Tensor:
+    """Return ``logits`` if it is a float tensor ``(N, classes)`` whose classes include every target.
+
+    What the built-in objectives read before indexing the target class, so that a model
+    returning ``(N,)``, ``(N, C, 1, 1)`` or too few classes gets a sentence, not an
+    ``IndexError`` from ``gather``.
+    """
+    n = int(targets.shape[0])
+    expected = f"{source} must return logits of shape (N, classes) = ({n}, classes)"
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{expected}; got {describe(logits)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"{expected} of a floating dtype; got {describe(logits)}")
+    if logits.ndim != 2 or logits.shape[0] != n:
+        hint = ""
+        if logits.ndim == 4 and logits.shape[0] == n and logits.shape[2:] == (1, 1):
+            hint = " (a pooled feature map: end the model with torch.nn.Flatten())"
+        elif logits.ndim == 1 and logits.shape[0] == n:
+            hint = " (one score per image: pass an objective (model, images, targets) -> (N,) that reads it)"
+        raise ValueError(f"{expected}; got shape {tuple(logits.shape)}{hint}")
+    classes = int(logits.shape[1])
+    if n:
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"targets must lie in [0, {classes - 1}] for {source}, which returns {classes} logits; "
+                f"got values in [{low}, {high}]"
+            )
+    return logits
+
+
+def check_scores(scores: object, n: int, objective: object) -> Tensor:
+    """Return ``scores`` if it is a float tensor ``(n,)`` of finite values; the error names ``objective``.
+
+    A NaN score would surface far from its cause (a NaN map, a failed linear solve, a NaN
+    metric), so every engine checks what the objective returns, batch by batch.
+    """
+    who = f"the objective {_callable_name(objective)}"
+    expected = f"{who} must return one finite score per input, a float tensor of shape ({n},)"
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"{expected}; got {describe(scores)}")
+    if not scores.is_floating_point():
+        raise TypeError(f"{expected}; got dtype {scores.dtype}")
+    if tuple(scores.shape) != (n,):
+        raise ValueError(f"{expected}; got shape {tuple(scores.shape)}")
+    finite = torch.isfinite(scores.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(
+            f"{who} returned {bad} NaN or infinite score(s) among {n}; scores must be finite "
+            "(look at the model's outputs on these inputs)"
+        )
+    return scores
+
+
+def check_differentiable_model(model: nn.Module) -> nn.Module:
+    """Return ``model`` unless its weights are inference tensors, which autograd cannot use.
+
+    A model built or loaded inside ``torch.inference_mode()`` has them; the gradient engine
+    can leave inference mode for its own tensors, but not for the model's weights.
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_inference():
+            raise ValueError(
+                f"{type(model).__name__}'s weights were created inside torch.inference_mode(), so autograd "
+                "cannot differentiate through them; build or load the model outside that block "
+                "(calling a method inside it is fine)"
+            )
+    return model
+
+
+def check_finite_tensor(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    hint: str = "",
+) -> Tensor:
+    """Return ``value`` if it is a real tensor of finite values within ``[minimum, maximum]``.
+
+    For tensors of the user's that enter a computation as numbers (a baseline image, a
+    fill colour): no NaN, no infinity, no value outside the bounds, no meta tensor.
+    """
+    interval = _interval(minimum, maximum, False, False)
+    expected = f"{name} must be a tensor of finite values{' ' + interval if interval else ''}"
+    expected += f" ({hint})" if hint else ""
+    if not isinstance(value, Tensor) or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{expected}; got {describe(value)}")
+    if value.device.type == "meta":
+        raise ValueError(f"{expected}; got a tensor on the meta device, which holds no values")
+    if value.numel() == 0:
+        raise ValueError(f"{expected}; got an empty tensor of shape {tuple(value.shape)}")
+    numbers = value.detach().to(torch.float64)
+    finite = torch.isfinite(numbers)
+    if not bool(finite.all()):
+        raise ValueError(f"{expected}; got {int((~finite).sum())} NaN or infinite value(s)")
+    low, high = float(numbers.min()), float(numbers.max())
+    if (minimum is not None and low < minimum) or (maximum is not None and high > maximum):
+        raise ValueError(f"{expected}; got values in [{low:.4g}, {high:.4g}]")
+    return value
+
+
+def check_rows(value: object, name: str, *, min_columns: int = 1) -> Tensor:
+    """Return ``value`` if it is a float tensor ``(N, D)`` with ``D >= min_columns``.
+
+    For the statistics of :mod:`spyglass.metrics` (curves, flattened maps), which work row
+    by row on tensors; a numpy array gets a hint to convert it.
+    """
+    expected = f"{name} must be a float tensor of shape (N, D) with D >= {min_columns}"
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{expected}; got {describe(value)}")
+    if not value.is_floating_point():
+        raise TypeError(f"{expected}; got dtype {value.dtype}")
+    if value.ndim != 2 or value.shape[1] < min_columns:
+        raise ValueError(f"{expected}; got shape {tuple(value.shape)}")
+    return value
+
+
+def check_same_shape(first: Tensor, second: Tensor, names: tuple[str, str]) -> None:
+    """Raise a ``ValueError`` unless the two tensors have one shape (``names`` say which they are)."""
+    if first.shape != second.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; got {tuple(first.shape)} and "
+            f"{tuple(second.shape)}"
+        )
+
+
+def check_measured(values: Tensor, name: str, reason: str) -> float:
+    """The mean of the non-NaN ``values`` of a metric; a ``ValueError`` when every one is NaN.
+
+    A metric leaves out what it cannot measure (a flat map has no ranking); when nothing at
+    all is left, a NaN result would pass for a score, so ``name`` says why there is nothing
+    to measure (``reason``).
+    """
+    measured = values[~torch.isnan(values)]
+    if measured.numel() == 0:
+        raise ValueError(f"{name} has nothing to measure on these {values.numel()} value(s): {reason}")
+    return float(measured.mean())
 
 
 # --- Scalars and containers -------------------------------------------------------------
@@ -291,6 +514,22 @@ def check_mapping(value: object, name: str) -> Mapping[str, Any]:
     if bad:
         raise TypeError(f"{name} must have str keys; got {bad[0]!r}")
     return value
+
+
+def check_sequence_of_names(value: object, name: str) -> list[str]:
+    """Return ``value`` as a list if it is a non-empty sequence of strings (a lone string is not one)."""
+    expected = f"{name} must be a list of names"
+    if isinstance(value, str):
+        raise TypeError(f"{expected}; got the string {value!r} (write [{value!r}])")
+    if not isinstance(value, (Sequence, set, frozenset)) or isinstance(value, (bytes, Mapping)):
+        raise TypeError(f"{expected}; got {describe(value)}")
+    names = list(value)
+    bad = [item for item in names if not isinstance(item, str)]
+    if bad:
+        raise TypeError(f"{expected}; got an item {bad[0]!r} ({type(bad[0]).__name__})")
+    if not names:
+        raise ValueError(f"{expected}; got an empty one")
+    return names
 
 
 def check_callable(value: object, name: str, signature: str) -> Callable[..., Any]:

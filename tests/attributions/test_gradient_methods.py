@@ -83,7 +83,7 @@ def test_integrated_gradients_rejects_bad_options(
     model, _, images = linear
     with pytest.raises(ValueError, match="steps must be an int >= 2"):
         attributions.IntegratedGradients(model, steps=1)
-    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"baseline must be a finite number in \[0, 1\]"):
         attributions.IntegratedGradients(model, baseline=2.0)
     with pytest.raises(ValueError, match="baseline must have shape"):
         attributions.IntegratedGradients(model, baseline=torch.zeros(3, 2, 2), progress=False)(images, 0)

@@ -287,7 +287,7 @@ def test_bad_options_are_reported(name: str) -> None:
 
 def test_lime_bad_options_are_reported() -> None:
     model = Additive(torch.ones(4))
-    with pytest.raises(ValueError, match="kernel_width must be a positive float"):
+    with pytest.raises(ValueError, match="kernel_width must be a finite number > 0"):
         attributions.Lime(model, kernel_width=0)
     with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
         attributions.Lime(model, alpha=-1.0)

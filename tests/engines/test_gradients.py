@@ -58,7 +58,7 @@ def test_leaves_no_grad_on_parameters_and_modes_as_found() -> None:
 def test_bad_objective_and_targets_are_reported() -> None:
     model = linear_model()
     x = torch.rand(2, 3, 2, 2)
-    with pytest.raises(ValueError, match=r"one score per input, shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"one finite score per input, a float tensor of shape \(2,\)"):
         batched_gradients(model, x, torch.tensor([0, 1]), objective=lambda m, a, y: m(a), progress=False)
     with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
         batched_gradients(model, x, torch.tensor([0]), progress=False)
@@ -258,14 +258,22 @@ def test_gradients_are_switched_on_under_no_grad() -> None:
         assert input_gradients(model, x, y, create_graph=True).requires_grad
 
 
-def test_inference_mode_is_refused_with_a_clear_message() -> None:
+def test_under_inference_mode_gradients_are_computed_outside_it_locally() -> None:
     model = tanh_model(torch.float32)
     y = torch.tensor([0, 1])
+    x = torch.rand(2, 1, 2, 2)
+    expected = input_gradients(model, x, y)
     with torch.inference_mode():
-        x = torch.rand(2, 1, 2, 2)
-        with pytest.raises(ValueError, match=r"outside the torch\.inference_mode\(\) block"):
-            input_gradients(model, x, y)
-        with pytest.raises(ValueError, match=r"inside torch\.inference_mode\(\)"):
-            batched_gradients(model, x, y, progress=False)
-    # An inference tensor made there can still be explained outside.
-    torch.testing.assert_close(input_gradients(model, x, y), input_gradients(model, x.clone(), y))
+        inference_x, inference_y = x.clone(), y.clone()  # inference tensors
+        torch.testing.assert_close(input_gradients(model, inference_x, inference_y), expected)
+        torch.testing.assert_close(
+            batched_gradients(model, inference_x, inference_y, progress=False), expected
+        )
+        assert torch.is_inference_mode_enabled()  # the caller's mode is handed back
+
+
+def test_a_model_built_inside_inference_mode_is_refused_with_the_reason() -> None:
+    with torch.inference_mode():
+        model = tanh_model(torch.float32)
+        with pytest.raises(ValueError, match=r"weights were created inside torch\.inference_mode\(\)"):
+            input_gradients(model, torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))

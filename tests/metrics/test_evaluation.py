@@ -116,7 +116,7 @@ def test_evaluate_rejects_bad_input_before_any_work(tiny: VisionModel, tiny_imag
         run(methods={"saliency": attributions.Saliency(tiny)})
     with pytest.raises(ValueError, match="only applies to a method given by name"):
         run(methods={"mine": attributions.Saliency}, method_options={"mine": {"batch_size": 2}})
-    with pytest.raises(TypeError, match="methods must be registered method names"):
+    with pytest.raises(TypeError, match="methods must be a list of registered method names"):
         run(methods="saliency")
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         metrics.evaluate("tiny", tiny_images, 0, methods=["saliency"])  # type: ignore[arg-type]

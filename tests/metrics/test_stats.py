@@ -17,7 +17,7 @@ def test_auc_by_hand() -> None:
 
 
 def test_auc_needs_two_points() -> None:
-    with pytest.raises(ValueError, match=r"\(N, S \+ 1\)"):
+    with pytest.raises(ValueError, match=r"curves must be a float tensor of shape \(N, D\) with D >= 2"):
         auc(torch.ones(2, 1))
 
 

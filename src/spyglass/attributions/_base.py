@@ -15,7 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from spyglass.objectives import Objective, target_logit
-from spyglass.validation import check_batch_size, check_images, check_targets
+from spyglass.validation import (
+    check_batch_size,
+    check_bool,
+    check_callable,
+    check_images,
+    check_model,
+    check_targets,
+)
 
 __all__ = ["KINDS", "SETTINGS_LEVELS", "Attribution", "levels"]
 
@@ -101,18 +108,19 @@ class Attribution(ABC):
         batch_size: int = 32,
         progress: bool = True,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if not callable(objective):
-            raise TypeError(f"objective must be callable (model, images, targets) -> (N,); got {objective!r}")
-        self.model = model
-        self.objective = objective
+        self.model = check_model(model)
+        self.objective = check_callable(objective, "objective", "(model, images, targets) -> (N,)")
         self.batch_size = check_batch_size(batch_size)
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
 
     def __call__(self, images: Tensor, targets: int | Tensor) -> Tensor:
-        """Explain ``targets`` on ``images`` ``(N, 3, H, W)`` in [0, 1]; return ``(N, H, W)``."""
-        images = check_images(images)
+        """Explain ``targets`` on ``images`` ``(N, 3, H, W)`` in [0, 1]; return ``(N, H, W)``.
+
+        Images of any floating dtype are computed in the model's (float64 from
+        ``torch.from_numpy`` included); the targets are checked against the model's outputs
+        on the first batch (:func:`~spyglass.validation.check_logits`).
+        """
+        images = check_images(images, model=self.model)
         num_classes = getattr(self.model, "num_classes", None)
         labels = check_targets(
             targets, images.shape[0], num_classes if isinstance(num_classes, int) else None

@@ -72,6 +72,11 @@ def default_cam_layer(model: nn.Module) -> str:
     return _default_layer(model, probe_layers(model))
 
 
+def _suggest(shapes: dict[str, tuple[int, ...]]) -> str:
+    last = [name for name, shape in shapes.items() if is_feature_map(shape)][-1:]
+    return f", e.g. layer={last[0]!r}" if last else ""
+
+
 class _LayerActivations:
     """Row ``r`` is ``g(images[r])``, computed without gradient; the latest batch is kept.
 
@@ -93,6 +98,12 @@ class _LayerActivations:
         if not isinstance(activations, Tensor) or activations.ndim != 4:
             shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations)
             raise ValueError(f"the layer must output (N, C, h, w) feature maps on these images; got {shape}")
+        if activations.shape[2] * activations.shape[3] == 1:
+            raise ValueError(
+                f"the layer's feature map is 1×1 on images of {self.images.shape[2]}×{self.images.shape[3]} "
+                "pixels, so the map would be one constant value per image; pass larger images or choose "
+                "an earlier layer"
+            )
         self.latest = activations
         return activations
 
@@ -134,11 +145,17 @@ class _GradientWeightedCAM(Attribution):
                 f"layer {layer!r} does not run in the forward pass, or does not return one tensor"
             )
         if len(shapes[layer]) != 3:
-            last = [name for name, shape in shapes.items() if is_feature_map(shape)][-1:]
-            hint = f", e.g. layer={last[0]!r}" if last else ""
             raise ValueError(
                 f"layer {layer!r} outputs shape {shapes[layer]} per image; {type(self).__name__} needs a "
-                f"convolutional feature map (C, h, w){hint}"
+                f"convolutional feature map (C, h, w){_suggest(shapes)}"
+            )
+        if not is_feature_map(shapes[layer]):
+            # Refused rather than warned: a 1×1 map upsampled is one constant value per image,
+            # a "map" that says nothing about where, and looks like a method that failed.
+            raise ValueError(
+                f"layer {layer!r} outputs a {shapes[layer][1]}×{shapes[layer][2]} map per image at the "
+                f"model's input size; {type(self).__name__} needs a feature map with h, w > 1 to localise "
+                f"anything (a pooled layer has none){_suggest(shapes)}"
             )
         split(model, layer)  # fail now, not at the first call, if the model cannot be cut there
         self.layer = layer

@@ -10,7 +10,7 @@ from spyglass.attributions._registry import register
 from spyglass.attributions.gradient_input import gradient_times_input
 from spyglass.engines.gradients import iter_gradients
 from spyglass.objectives import Objective, target_logit
-from spyglass.validation import check_int
+from spyglass.validation import check_finite_tensor, check_float, check_int
 
 __all__ = ["IntegratedGradients", "StraightPath", "trapezoid_rule"]
 
@@ -136,14 +136,16 @@ class IntegratedGradients(Attribution):
         progress: bool = True,
     ) -> None:
         super().__init__(model, objective=objective, batch_size=batch_size, progress=progress)
-        check_int(steps, "steps", 2)
-        if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-            if not 0.0 <= float(baseline) <= 1.0:
-                raise ValueError(f"a constant baseline must lie in [0, 1]; got {baseline}")
-        elif not isinstance(baseline, Tensor):
-            raise TypeError(f"baseline must be a float in [0, 1] or a tensor; got {type(baseline).__name__}")
-        self.steps = steps
-        self.baseline = baseline
+        self.steps = check_int(steps, "steps", 2)
+        if isinstance(baseline, Tensor):
+            # Image space like the images: a NaN or a value of 5 would walk a path off the data.
+            self.baseline: float | Tensor = check_finite_tensor(
+                baseline, "baseline", minimum=0.0, maximum=1.0, hint="an image in pixel space"
+            ).detach()
+        else:
+            self.baseline = check_float(
+                baseline, "baseline", minimum=0.0, maximum=1.0, hint="the value of a uniform image"
+            )
 
     def _baselines(self, images: Tensor) -> Tensor:
         if not isinstance(self.baseline, Tensor):

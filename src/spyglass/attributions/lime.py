@@ -102,14 +102,10 @@ class Lime(SurrogateAttribution):
             batch_size=batch_size,
             progress=progress,
         )
-        if (
-            isinstance(kernel_width, bool)
-            or not isinstance(kernel_width, (int, float))
-            or not kernel_width > 0
-        ):
-            raise ValueError(f"kernel_width must be a positive float; got {kernel_width!r}")
-        check_positive_float(alpha, "alpha", allow_zero=True, hint="the ridge penalty")
-        self.kernel_width, self.alpha = float(kernel_width), float(alpha)
+        self.kernel_width = check_positive_float(
+            kernel_width, "kernel_width", hint="of the exponential kernel on the removed share"
+        )
+        self.alpha = check_positive_float(alpha, "alpha", allow_zero=True, hint="the ridge penalty")
 
     def coalitions(self, nb_segments: int) -> tuple[Tensor, Tensor]:
         generator = np.random.default_rng(self.seed)

@@ -251,7 +251,10 @@ class _Preset(_Tunnel):
             self.sample = base.explain
         elif isinstance(base, str):
             options = {"objective": objective, "batch_size": batch_size, "progress": False, **options}
-            self.base = create(base, model, **options)
+            try:
+                self.base = create(base, model, **options)
+            except (TypeError, ValueError) as error:  # say which argument the registry's message is about
+                raise type(error)(f"base={base!r}: {error}") from None
             self.sample = self.base.explain
         else:
             raise TypeError(

@@ -11,9 +11,11 @@ harmonization and MACO all need ``∂ objective(model, x, y) / ∂ x``.
   reduce as it goes (Integrated Gradients sums along the path, SmoothGrad over the noise)
   with memory bounded by ``batch_size``; :func:`batched_gradients` collects everything.
 
-All three work under :func:`torch.no_grad` (a notebook user's habit): they switch
-gradients on locally. Under :func:`torch.inference_mode` no graph can be built at all;
-they say so with a ``ValueError``.
+All three work under :func:`torch.no_grad` and :func:`torch.inference_mode` (a notebook
+user's habits): they switch gradients on, and inference mode off, for their own
+computation only, and copy inference tensors (made inside that block) into ordinary ones.
+The one case torch cannot serve is a model whose weights are inference tensors (built
+inside the block): it is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from spyglass.engines.sources import InputSource
 from spyglass.engines.state import eval_mode, train_mode
 from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
-from spyglass.validation import check_batch_size, check_choice
+from spyglass.validation import check_batch_size, check_choice, check_differentiable_model, check_scores
 
 __all__ = ["GradientMode", "Reduction", "batched_gradients", "input_gradients", "iter_gradients"]
 
@@ -43,14 +45,12 @@ GradientMode = Literal["eval", "train", "as_is"]
 _MODES: tuple[str, ...] = ("eval", "train", "as_is")
 
 
-def _check_grad_mode() -> None:
+def _autograd_on(model: nn.Module) -> AbstractContextManager[object]:
+    """Inference mode off (no graph is built inside it, not even under enable_grad)."""
     if torch.is_inference_mode_enabled():
-        raise ValueError(
-            "input gradients cannot be computed inside torch.inference_mode(): PyTorch builds no "
-            "autograd graph there, not even under torch.enable_grad(). Call the method outside "
-            "the torch.inference_mode() block (torch.no_grad() is fine: gradients are switched on "
-            "locally)"
-        )
+        check_differentiable_model(model)
+        return torch.inference_mode(False)
+    return nullcontext()
 
 
 def _mode_context(model: nn.Module, mode: str) -> AbstractContextManager[object]:
@@ -74,10 +74,7 @@ def _differentiable(inputs: Tensor, create_graph: bool) -> Tensor:
 def _gradient(
     model: nn.Module, x: Tensor, y: Tensor, objective: Objective, create_graph: bool
 ) -> tuple[Tensor, Tensor]:
-    score = objective(model, x, y)
-    if not isinstance(score, Tensor) or score.shape != (x.shape[0],):
-        shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
-        raise ValueError(f"objective must return one score per input, shape ({x.shape[0]},); got {shape}")
+    score = check_scores(objective(model, x, y), x.shape[0], objective)
     if not score.requires_grad:
         raise ValueError(
             "the objective's scores do not depend on the input through autograd (they carry no "
@@ -164,8 +161,9 @@ def input_gradients(
     Raises
     ------
     ValueError
-        Under :func:`torch.inference_mode`, where no graph can be built; when the objective
-        does not return ``(B,)`` scores that depend on the input; bad ``targets`` or ``mode``.
+        When the objective does not return ``(B,)`` finite scores that depend on the input;
+        bad ``targets`` or ``mode``; under :func:`torch.inference_mode`, a model whose weights
+        were created there.
 
     Examples
     --------
@@ -181,16 +179,17 @@ def input_gradients(
     >>> model[1].weight.grad is not None
     True
     """
-    _check_grad_mode()
     check_choice(mode, "mode", _MODES)
     if not isinstance(images, Tensor) or images.dim() < 1:
         raise TypeError(f"images must be a tensor (B, ...); got {type(images).__name__}")
     if not isinstance(targets, Tensor) or targets.shape != (images.shape[0],):
         shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
         raise ValueError(f"targets must be a tensor of shape ({images.shape[0]},); got {shape}")
-    with _mode_context(model, mode), torch.enable_grad():
+    with _autograd_on(model), _mode_context(model, mode), torch.enable_grad():
         x = _differentiable(images, create_graph)
-        gradient, score = _gradient(model, x, targets, objective, create_graph)
+        # An inference tensor cannot be saved for backward either (gather saves its index).
+        y = targets.clone() if targets.is_inference() else targets
+        gradient, score = _gradient(model, x, y, objective, create_graph)
     if not create_graph:
         score = score.detach()
     if return_scores:
@@ -231,7 +230,6 @@ def iter_gradients(
         Show a progress bar (on a terminal).
     """
     check_batch_size(batch_size)
-    _check_grad_mode()
     n = len(inputs)
     if targets.shape != (n,):
         raise ValueError(f"targets must have shape ({n},); got {tuple(targets.shape)}")

@@ -34,6 +34,7 @@ from spyglass.engines.forward import batched_forward
 from spyglass.engines.grid import upsample_cells
 from spyglass.engines.sources import InputSource
 from spyglass.objectives import Objective, target_logit
+from spyglass.validation import check_finite_tensor, check_positive_float, check_probability, check_scores
 
 __all__ = [
     "Perturbation",
@@ -56,7 +57,11 @@ def inpainting(value: float | Tensor = 0.0) -> Perturbation:
 
     ``value`` is a float or a per-channel ``(3,)`` tensor in image space ([0, 1]).
     """
-    fill = torch.as_tensor(value, dtype=torch.float32)
+    if isinstance(value, Tensor):
+        fill = check_finite_tensor(value, "inpainting value", minimum=0.0, maximum=1.0, hint="image space")
+        fill = fill.detach().to(torch.float32)
+    else:
+        fill = torch.tensor(check_probability(value, "inpainting value"), dtype=torch.float32)
     if fill.dim() not in (0, 1) or (fill.dim() == 1 and fill.numel() not in (1, 3)):
         raise ValueError(f"inpainting value must be a float or a (3,) tensor; got shape {tuple(fill.shape)}")
 
@@ -91,8 +96,7 @@ def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
 
 def blurring(sigma: float = 10.0) -> Perturbation:
     r"""Replace masked-out pixels by a blurred copy: :math:`x \odot M + (1 - M)\,(x * g_\sigma)`."""
-    if not sigma > 0:
-        raise ValueError(f"blurring sigma must be positive (pixels); got {sigma!r}")
+    sigma = check_positive_float(sigma, "blurring sigma", hint="pixels")
 
     def perturb(image: Tensor, masks: Tensor) -> Tensor:
         blurred = gaussian_blur(image, sigma)  # one image per batch: negligible beside the forward pass
@@ -107,6 +111,7 @@ def amplitude(sigma: float = 2.0) -> Perturbation:
     With ``sigma = 2`` a mask value of 1 keeps the pixel, 0.5 blacks it out and 0 negates it
     (the amplitude variation of Fel et al. 2021).
     """
+    sigma = check_positive_float(sigma, "amplitude sigma")
 
     def perturb(image: Tensor, masks: Tensor) -> Tensor:
         return image * (masks - 0.5) * sigma
@@ -253,13 +258,7 @@ def perturbation_scores(
 
     def score(net: nn.Module, batch: Tensor, rows: slice) -> Tensor:
         y = flat_targets[rows].to(batch.device)
-        out = objective(net, batch, y)
-        if out.shape != (batch.shape[0],):
-            raise ValueError(
-                f"objective must return one score per input, shape ({batch.shape[0]},); "
-                f"got {tuple(out.shape)}"
-            )
-        return out
+        return check_scores(objective(net, batch, y), batch.shape[0], objective)
 
     scores = batched_forward(model, source, batch_size=batch_size, progress=progress, fn=score, desc=desc)
     return scores.reshape(images.shape[0], nb_masks)

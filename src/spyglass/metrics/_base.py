@@ -29,7 +29,15 @@ from torch import Tensor, nn
 from spyglass import attributions
 from spyglass.attributions import Attribution
 from spyglass.registry import Registry
-from spyglass.validation import check_batch_size, check_choice, check_images, check_targets
+from spyglass.validation import (
+    check_batch_size,
+    check_bool,
+    check_choice,
+    check_images,
+    check_measured,
+    check_model,
+    check_targets,
+)
 
 __all__ = [
     "KINDS",
@@ -89,7 +97,7 @@ class Metric(ABC):
         self.model = check_model(model)
         self.images, self.targets = check_images_targets(images, targets, self.model)
         self.batch_size = check_batch_size(batch_size)
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
 
     @classmethod
     def direction(cls) -> str:
@@ -102,13 +110,16 @@ class MapMetric(Metric):
 
     kind = "maps"
 
+    #: Why an image can get a NaN score, said when every image does (the metric then refuses).
+    unmeasured: ClassVar[str] = "every image's score is undefined"
+
     @abstractmethod
     def scores(self, maps: Tensor) -> Tensor:
         """One score per image of ``maps`` ``(N, H, W)``, ``(N,)`` ``float32`` on the CPU."""
 
     def __call__(self, maps: Tensor) -> float:
-        """The mean over the images of :meth:`scores`, NaN scores left out."""
-        return float(self.scores(maps).nanmean())
+        """The mean over the images of :meth:`scores`, NaN scores left out (an error if all are)."""
+        return check_measured(self.scores(maps), type(self).__name__, self.unmeasured)
 
 
 class MethodMetric(Metric):
@@ -211,12 +222,6 @@ def create(name: str, model: nn.Module, images: Tensor, targets: int | Tensor, *
 # ------------------------------------------------------------------------------ checks
 
 
-def check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    return model
-
-
 def check_method(method: object) -> MethodSpec:
     """``method`` if it is a registered method name or a factory ``model -> explainer``."""
     if isinstance(method, str):
@@ -252,7 +257,7 @@ def build_explainer(method: MethodSpec, model: nn.Module, *, batch_size: int = 3
 
 def check_images_targets(images: object, targets: object, model: nn.Module) -> tuple[Tensor, Tensor]:
     """Checked images and ``(N,)`` long targets (in range when the model says how many classes)."""
-    checked = check_images(images)
+    checked = check_images(images, model=model)
     num_classes = getattr(model, "num_classes", None)
     labels = check_targets(targets, checked.shape[0], num_classes if isinstance(num_classes, int) else None)
     return checked, labels

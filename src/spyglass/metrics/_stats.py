@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from spyglass.validation import check_rows, check_same_shape, describe
+
 __all__ = ["auc", "average_ranks", "pearson_rows", "spearman_rows", "youden_index"]
 
 
@@ -25,6 +27,7 @@ def pearson_rows(x: Tensor, y: Tensor) -> Tensor:
     >>> pearson_rows(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 4.0, 7.0]])).round(decimals=4)
     tensor([0.9934], dtype=torch.float64)
     """
+    check_same_shape(check_rows(x, "x"), check_rows(y, "y"), ("x", "y"))
     x = x.to(torch.float64)
     y = y.to(torch.float64)
     x = x - x.mean(dim=1, keepdim=True)
@@ -70,6 +73,7 @@ def spearman_rows(x: Tensor, y: Tensor) -> Tensor:
     >>> spearman_rows(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, 4.0, 9.0]])).round(decimals=12)
     tensor([1.], dtype=torch.float64)
     """
+    check_same_shape(check_rows(x, "x"), check_rows(y, "y"), ("x", "y"))
     return pearson_rows(average_ranks(x), average_ranks(y))
 
 
@@ -82,8 +86,7 @@ def auc(curves: Tensor) -> Tensor:
     >>> auc(torch.tensor([[1.0, 0.5, 0.0]]))  # (1 + 0.5)/2 · ½ + (0.5 + 0)/2 · ½
     tensor([0.5000])
     """
-    if curves.ndim != 2 or curves.shape[1] < 2:
-        raise ValueError(f"curves must have shape (N, S + 1) with S >= 1; got {tuple(curves.shape)}")
+    check_rows(curves, "curves", min_columns=2)
     return torch.trapezoid(curves, dx=1.0 / (curves.shape[1] - 1), dim=1)
 
 
@@ -103,6 +106,13 @@ def youden_index(negatives: Tensor, positives: Tensor) -> float:
     >>> round(youden_index(torch.tensor([0.1, 0.2, 0.6]), torch.tensor([0.5, 0.7])), 12)  # γ = 0.5: 2/3
     0.666666666667
     """
+    for values, name in ((negatives, "negatives"), (positives, "positives")):
+        if not isinstance(values, Tensor) or values.is_complex() or values.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor of scores; got {describe(values)}")
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            raise ValueError(
+                f"{name} must be finite scores; got {int((~torch.isfinite(values)).sum())} NaN or infinite"
+            )
     if negatives.numel() == 0 or positives.numel() == 0:
         return float("nan")
     negatives = negatives.flatten().to(torch.float64).sort().values

@@ -28,13 +28,12 @@ from spyglass.metrics._base import (
     check_images_targets,
     check_maps,
     check_method,
-    check_model,
     register,
 )
 from spyglass.metrics._stats import spearman_rows, youden_index
 from spyglass.progress import progress_bar
 from spyglass.training import HeadFineTuning
-from spyglass.validation import check_batch_size, check_int, check_seed
+from spyglass.validation import check_batch_size, check_int, check_model, check_seed
 
 __all__ = ["AlgorithmicStability", "MeGe", "ReCo", "StabilityReport", "TrainFn"]
 

@@ -24,13 +24,12 @@ from spyglass.metrics._base import (
     build_explainer,
     check_images_targets,
     check_method,
-    check_model,
     check_options,
     metric_class,
 )
 from spyglass.metrics._stats import auc
 from spyglass.metrics.fidelity import CurveMetric
-from spyglass.validation import check_batch_size, check_mapping
+from spyglass.validation import check_batch_size, check_mapping, check_model, check_sequence_of_names
 
 __all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate"]
 
@@ -100,16 +99,22 @@ def _methods(
     A method given by name becomes ``attributions.create`` with its options, once without
     progress bars (metrics of a method call it many times) and once with them (for its maps).
     """
-    if isinstance(methods, str) or not isinstance(methods, (Sequence, Mapping)):
+    if isinstance(methods, Mapping):
+        specs = dict(check_mapping(methods, "methods"))
+        if not specs:
+            raise ValueError("methods must name at least one method; got an empty mapping")
+    elif isinstance(methods, str) or not isinstance(methods, Sequence):
         raise TypeError(
-            f"methods must be registered method names or a mapping of row names to methods; got {methods!r}"
+            "methods must be a list of registered method names or a mapping of row names to methods; "
+            f"got {methods!r}"
         )
-    specs = dict(methods) if isinstance(methods, Mapping) else {name: name for name in methods}
-    if not specs:
-        raise ValueError("methods must name at least one method")
+    else:
+        specs = {name: name for name in check_sequence_of_names(methods, "methods")}
     unknown = sorted(set(method_options) - set(specs))
     if unknown:
-        raise ValueError(f"method_options name methods that are not evaluated: {unknown}")
+        raise ValueError(
+            f"method_options name methods that are not evaluated: {unknown}; the methods are {list(specs)}"
+        )
     factories: dict[str, tuple[MethodSpec, MethodSpec]] = {}
     for row, spec in specs.items():
         spec = check_method(spec)
@@ -189,18 +194,30 @@ def evaluate(
     model = check_model(model)
     images, labels = check_images_targets(images, targets, model)
     batch_size = check_batch_size(batch_size)
-    chosen = list(dict.fromkeys(metrics))
+    chosen = list(dict.fromkeys(check_sequence_of_names(metrics, "metrics")))
     all_options = check_mapping(metric_options, "metric_options")
     unknown = sorted(set(all_options) - set(chosen))
     if unknown:
-        raise ValueError(f"metric_options name metrics that are not evaluated: {unknown}")
+        raise ValueError(
+            f"metric_options name metrics that are not evaluated: {unknown}; the metrics are {chosen}"
+        )
     options = {
-        name: {"batch_size": batch_size, "progress": progress, **all_options.get(name, {})} for name in chosen
+        name: {
+            "batch_size": batch_size,
+            "progress": progress,
+            **check_mapping(all_options.get(name), f"metric_options[{name!r}]"),
+        }
+        for name in chosen
     }
     for name in chosen:  # an unknown name or option fails before any work, with suggestions
         check_options(name, options[name])
     factories = _methods(methods, check_mapping(method_options, "method_options"), batch_size, progress)
     given = check_mapping(maps, "maps")
+    strays = sorted(set(given) - set(factories))
+    if strays:  # a typo would otherwise compute the maps again and drop the given ones unseen
+        raise ValueError(
+            f"maps name methods that are not evaluated: {strays}; the methods are {list(factories)}"
+        )
     built = {name: metric_class(name)(model, images, labels, **options[name]) for name in chosen}
     of_methods = [metric for metric in built.values() if isinstance(metric, MethodMetric)]
     for index, later in enumerate(of_methods):

@@ -339,6 +339,10 @@ class MuFidelity(_ObjectiveMetric):
     """
 
     higher_is_better = True
+    unmeasured = (
+        "each image's map, or its score drops, are constant over the subsets (a flat map, or a model "
+        "that ignores the removed cells), so no correlation is defined"
+    )
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from spyglass.engines.state import eval_mode
 from spyglass.metrics._base import MethodMetric, MethodSpec, check_maps, register
 from spyglass.metrics._stats import spearman_rows
 from spyglass.models.hooks import hooked
-from spyglass.validation import check_int, check_seed
+from spyglass.validation import check_bool, check_int, check_measured, check_seed
 
 __all__ = ["ModelRandomization", "top_layers"]
 
@@ -113,7 +113,7 @@ class ModelRandomization(MethodMetric):
     ) -> None:
         super().__init__(model, images, targets, batch_size=batch_size, progress=progress)
         self.layers = check_int(layers, "layers", 1)
-        self.absolute = bool(absolute)
+        self.absolute = check_bool(absolute, "absolute")
         self.seed = check_seed(seed)
 
     def randomized_model(self) -> nn.Module:
@@ -138,7 +138,11 @@ class ModelRandomization(MethodMetric):
 
     def __call__(self, method: MethodSpec, *, maps: Tensor | None = None) -> float:
         """The mean rank correlation over the images, NaN (flat maps) left out."""
-        return float(self.scores(method, maps=maps).nanmean())
+        return check_measured(
+            self.scores(method, maps=maps),
+            "ModelRandomization",
+            "every map is flat (constant) on the model or its randomised copy, so no ranking is defined",
+        )
 
     def __repr__(self) -> str:
         return f"ModelRandomization(layers={self.layers}, absolute={self.absolute})"

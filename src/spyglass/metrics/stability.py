@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from spyglass.metrics._base import MethodMetric, MethodSpec, check_maps, register
 from spyglass.metrics._stats import pearson_rows
 from spyglass.progress import progress_bar
-from spyglass.validation import check_float, check_int, check_seed
+from spyglass.validation import check_float, check_int, check_measured, check_seed
 
 __all__ = ["AverageStability"]
 
@@ -119,7 +119,11 @@ class AverageStability(MethodMetric):
 
     def __call__(self, method: MethodSpec, *, maps: Tensor | None = None) -> float:
         """The mean distance over images and noise samples, NaN distances left out."""
-        return float(self.distances(method, maps=maps).nanmean())
+        return check_measured(
+            self.distances(method, maps=maps),
+            "AverageStability",
+            "every map is flat (constant), so no correlation between maps is defined",
+        )
 
     def __repr__(self) -> str:
         return f"AverageStability(radius={self.radius}, nb_samples={self.nb_samples})"
