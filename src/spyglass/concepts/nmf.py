@@ -107,9 +107,9 @@ class NMF(_NonNegativeCodes):
     Raises
     ------
     ValueError
-        On fit, if the activations hold negative values (use :class:`SemiNMF` or
-        :class:`~spyglass.concepts.PCA` for such layers). ``transform`` accepts any sign:
-        the non-negative least-squares code of a row is defined whatever its sign.
+        On fit and on transform, if the activations hold negative values (use
+        :class:`SemiNMF` or :class:`~spyglass.concepts.PCA` for such layers): a negative row
+        is not from the non-negative layer the dictionary was fitted on.
 
     Examples
     --------

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spyglass.validation import check_int, check_positive_float, check_probability, check_seed
+from spyglass.validation import check_float, check_int, check_probability, check_seed
 
 if TYPE_CHECKING:
     from spyglass.concepts.craft import Craft
@@ -166,7 +166,8 @@ def strategic_cluster_graph(
         raise ValueError("give either images (their importance is computed) or importance (N, r), not both")
     min_share = _check_share(min_share)
     n_neighbors = check_int(n_neighbors, "n_neighbors", 2)
-    check_positive_float(min_dist, "min_dist", allow_zero=True)
+    # UMAP fits its curve for min_dist in [0, spread] (spread is 1 here); past it the fit fails.
+    check_float(min_dist, "min_dist", minimum=0.0, maximum=1.0)
     seed = check_seed(seed)
     if importance is None:
         assert images is not None
