@@ -45,6 +45,9 @@ class NotFittedError(ValueError, AttributeError):
     """
 
 
+MAX_ITERATIONS = 2**31 - 1
+"""The most iterations (or restarts) a learner takes: what scikit-learn's compiled solvers hold in a C int."""
+
 MAX_MAGNITUDE = 1e12
 """The largest activation a learner accepts: squares and sums of squares stay far from float32's
 overflow (3.4e38) even over millions of values. Real activations are many orders below it;

@@ -25,7 +25,7 @@ from sklearn.decomposition import PCA as SklearnPCA
 from sklearn.decomposition import FastICA
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, NotFittedError
+from spyglass.concepts._base import MAX_ITERATIONS, DictionaryLearner, NotFittedError
 from spyglass.concepts._registry import register
 from spyglass.validation import check_int, check_positive_float
 
@@ -62,7 +62,8 @@ def _check_rank(activations: Tensor, n_concepts: int, learner: str) -> None:
     """A ValueError unless the centred activations span at least ``n_concepts`` directions."""
     centred = activations - activations.mean(dim=0, keepdim=True)
     singular = torch.linalg.svdvals(centred.double())
-    tolerance = float(singular[0]) * max(centred.shape) * 1e-12 if singular.numel() else 0.0
+    # numpy's matrix_rank tolerance, at the precision the activations came in.
+    tolerance = float(singular[0]) * max(centred.shape) * torch.finfo(activations.dtype).eps
     rank = int((singular > tolerance).sum()) if float(singular[0]) > 0 else 0
     if rank < n_concepts:
         raise ValueError(
@@ -190,7 +191,7 @@ class ICA(_Centred):
 
     def __init__(self, n_concepts: int, *, max_iter: int = 500, tol: float = 1e-4, seed: int = 0) -> None:
         super().__init__(n_concepts, seed=seed)
-        self.max_iter = check_int(max_iter, "max_iter", 1)
+        self.max_iter = check_int(max_iter, "max_iter", 1, maximum=MAX_ITERATIONS)
         self.tol = check_positive_float(tol, "tol")
         self._unmixing: Tensor | None = None
 
@@ -202,6 +203,10 @@ class ICA(_Centred):
         return self._unmixing
 
     def _fit(self, activations: Tensor) -> None:
+        # Whitening divides by the spread along each kept direction: on fewer directions than
+        # concepts FastICA returns finite garbage, so the rank is checked first (one SVD, the
+        # order of the whitening's own cost).
+        _check_rank(activations, self.n_concepts, "ICA")
         model = FastICA(
             n_components=self.n_concepts,
             whiten="unit-variance",

@@ -162,6 +162,11 @@ def strategic_cluster_graph(
     >>> graph.embedding.shape, graph.important
     (torch.Size([30, 2]), [0, 2])
     """
+    from spyglass.concepts.craft import Craft
+
+    if not isinstance(craft, Craft) or not craft.is_fitted:
+        what = "an unfitted Craft" if isinstance(craft, Craft) else type(craft).__name__
+        raise TypeError(f"craft must be a fitted spyglass.concepts.Craft; got {what}")
     if (images is None) == (importance is None):
         raise ValueError("give either images (their importance is computed) or importance (N, r), not both")
     min_share = _check_share(min_share)
