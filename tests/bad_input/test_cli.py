@@ -214,8 +214,9 @@ def test_an_unqualified_option_goes_to_the_methods_that_take_it(
 
 
 @given(limit=st.sampled_from(["0", "-1", "x", str(2**70)]), batch=st.sampled_from(["0", "-3", "2.5", "nan"]))
-def test_numeric_options_fuzzed(limit: str, batch: str) -> None:
-    for args in (["predict", "x.png", "--limit", limit], ["predict", "x.png", "--batch-size", batch]):
+def test_numeric_options_fuzzed(limit: str, batch: str, loads: list[str]) -> None:
+    for option, value in (("--limit", limit), ("--batch-size", batch)):
+        args = ["predict", "absent.png", "--model", "tiny", option, value]
         result = runner.invoke(app, args)
         entry = "cli predict"
         ok = (

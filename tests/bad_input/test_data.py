@@ -118,3 +118,19 @@ def test_only_bombs_is_one_sentence(tmp_path: Path) -> None:
             lambda: data.read_images(folder, _to_tensor, progress=False),
             match="could be read",
         )
+
+
+@given(names=st.sampled_from(["coffee", 5, [5], ["cofee"], [], None.__class__]))
+def test_sample_photos_refuse_what_names_no_photo(names: object) -> None:
+    refuses("data.sample_photos", lambda: data.sample_photos(names))  # type: ignore[arg-type]
+
+
+def test_preprocess_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    from tests.tiny import tiny_model
+
+    model = tiny_model()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    for path in (broken, tmp_path / "absent.png", write_bomb(tmp_path / "bomb.png")):
+        refuses("models.VisionModel.preprocess", lambda path=path: model.preprocess(path), match=str(path))
+    refuses("models.VisionModel.preprocess", lambda: model.preprocess(5), match="PIL image")  # type: ignore[arg-type]

@@ -338,7 +338,7 @@ def scoped_options(
 def method_options(specs: Sequence[str], methods: Sequence[str], level: str) -> dict[str, dict[str, object]]:
     """Each method's settings at ``level`` (read from its class), then ``--option`` specs on top."""
     from spyglass import attributions
-    from spyglass.registry import keyword_options
+    from spyglass.registry import check_class_options, keyword_options
     from spyglass.validation import check_choice
 
     check_choice(level, "--settings", attributions.SETTINGS_LEVELS)
@@ -347,4 +347,6 @@ def method_options(specs: Sequence[str], methods: Sequence[str], level: str) -> 
         return keyword_options(attributions.method_class(name), positional=("model",))
 
     given = scoped_options(specs, methods, takes=takes)
+    for name in methods:  # METHOD.KEY=VALUE for a method without KEY fails here, before any work
+        check_class_options(attributions.method_class(name), given[name], positional=("model",), name=name)
     return {name: {**attributions.method_settings(name, level), **given[name]} for name in methods}

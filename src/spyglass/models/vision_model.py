@@ -185,8 +185,11 @@ class VisionModel(nn.Module):
     def preprocess(self, image: Image.Image | str | Path) -> Tensor:
         """Resize the shorter side, centre-crop to ``input_size``, and return ``(3, H, W)`` in [0, 1]."""
         if isinstance(image, (str, Path)):
-            with Image.open(image) as opened:
-                image = opened.convert("RGB")
+            try:
+                with Image.open(image) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, Image.DecompressionBombError) as error:  # missing, unreadable, a bomb
+                raise ValueError(f"cannot read the image {image}: {type(error).__name__}: {error}") from None
         elif isinstance(image, Image.Image):
             image = image.convert("RGB")
         else:
