@@ -143,8 +143,12 @@ BAD_RECIPE_OPTIONS: list[dict[str, object]] = [
 ]
 
 
+def _ids(options: dict[str, object]) -> str:
+    return ",".join(f"{key}={value!r}" for key, value in options.items())
+
+
 @pytest.mark.parametrize("recipe", ["maco", "fourier"])
-@given(options=st.sampled_from(BAD_RECIPE_OPTIONS))
+@pytest.mark.parametrize("options", BAD_RECIPE_OPTIONS, ids=_ids)
 def test_recipes_refuse_bad_options(recipe: str, options: dict[str, Any]) -> None:
     model = tiny_model()
     run = getattr(featureviz, recipe)

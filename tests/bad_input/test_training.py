@@ -44,9 +44,11 @@ BAD_HEAD_OPTIONS: list[dict[str, object]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    "options", BAD_HEAD_OPTIONS, ids=lambda o: ",".join(f"{k}={v!r}" for k, v in o.items())
-)
+def _ids(options: dict[str, object]) -> str:
+    return ",".join(f"{key}={value!r}" for key, value in options.items())
+
+
+@pytest.mark.parametrize("options", BAD_HEAD_OPTIONS, ids=_ids)
 def test_head_fine_tuning_refuses_bad_options(options: dict[str, Any]) -> None:
     model = tiny_model()
     refuses("training.HeadFineTuning", lambda: HeadFineTuning(model, **options), model=model)
@@ -91,14 +93,13 @@ BAD_TRAIN_OPTIONS: list[dict[str, object]] = [
 ]
 
 
-@given(options=st.sampled_from(BAD_TRAIN_OPTIONS))
+@pytest.mark.parametrize("options", BAD_TRAIN_OPTIONS, ids=_ids)
 def test_train_refuses_bad_options(options: dict[str, Any]) -> None:
     model = nn.Linear(2, 1)
     data = TensorDataset(torch.rand(8, 2), torch.rand(8))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    refuses(
-        "training.train", lambda: train(model, data, _loss, optimizer, progress=False, **options), model=model
-    )
+    settings: dict[str, Any] = {"progress": False, **options}
+    refuses("training.train", lambda: train(model, data, _loss, optimizer, **settings), model=model)
 
 
 def test_train_refuses_bad_data_loss_and_optimizer(tmp_path: Path) -> None:

@@ -48,6 +48,9 @@ class NotFittedError(ValueError, AttributeError):
 MAX_ITERATIONS = 2**31 - 1
 """The most iterations (or restarts) a learner takes: what scikit-learn's compiled solvers hold in a C int."""
 
+NEGATIVE_TOLERANCE = 1e-4
+"""``transform`` of a learner that needs ``A >= 0`` accepts values down to ``-1e-4 · max |A|``."""
+
 MAX_MAGNITUDE = 1e12
 """The largest activation a learner accepts: squares and sums of squares stay far from float32's
 overflow (3.4e38) even over millions of values. Real activations are many orders below it;
@@ -304,17 +307,20 @@ class DictionaryLearner(ABC):
 
     def _checked_input(self, activations: Tensor) -> Tensor:
         self._fitted_components()
-        return self._check_sign(check_activations(activations, n_features=self._n_features))
+        matrix = check_activations(activations, n_features=self._n_features)
+        # Coding tolerates rounding-sized negatives (a finite-difference step, a perturbation
+        # of a ReLU's zeros): the non-negative least-squares code is defined there.
+        return self._check_sign(matrix, tolerance=NEGATIVE_TOLERANCE * float(matrix.abs().max()))
 
-    def _check_sign(self, matrix: Tensor) -> Tensor:
-        """``matrix``, or a ValueError if the learner needs ``A >= 0`` and it has a negative value.
+    def _check_sign(self, matrix: Tensor, tolerance: float = 0.0) -> Tensor:
+        """``matrix``, or a ValueError if the learner needs ``A >= 0`` and a value is below ``-tolerance``.
 
         The codes of a non-negative dictionary are meant for the non-negative activations it
         was fitted on; a negative row means another layer's (or signed) activations.
         """
         if self.requires_nonnegative:
             low = float(matrix.min())
-            if low < 0:
+            if low < -tolerance:
                 negative = int((matrix < 0).sum())
                 raise ValueError(
                     f"{type(self).__name__} needs non-negative activations (A ≈ U W with U, W >= 0); got "
