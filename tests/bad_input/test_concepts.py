@@ -200,15 +200,20 @@ def test_strategic_cluster_graph_refuses_bad_options(fitted_craft: Craft, option
     )
 
 
-def test_strategic_cluster_graph_refuses_what_is_not_a_fitted_craft(fitted_craft: Craft) -> None:
+def test_strategic_cluster_graph_refuses_what_is_not_a_craft(fitted_craft: Craft) -> None:
     importance = torch.rand(6, 2)
-    unfitted = Craft(tiny_model(), layer="2", n_concepts=2, patch_size=16, progress=False)
-    for craft in ("abc", None, unfitted):
+    for craft in ("abc", None):
         refuses(
             "concepts.strategic_cluster_graph",
             lambda craft=craft: strategic_cluster_graph(craft, importance=importance),  # type: ignore[arg-type]
-            match="fitted",
+            match="Craft",
         )
+    unfitted = Craft(tiny_model(), layer="2", n_concepts=2, patch_size=16, progress=False)
+    refuses(
+        "concepts.strategic_cluster_graph",
+        lambda: strategic_cluster_graph(unfitted, tiny_images(4)),
+        match="not fitted",
+    )
     for bad in (torch.rand(6, 3), torch.rand(3, 2), torch.full((6, 2), math.nan), np.zeros((6, 2))):
         refuses(
             "concepts.strategic_cluster_graph",

@@ -164,9 +164,8 @@ def strategic_cluster_graph(
     """
     from spyglass.concepts.craft import Craft
 
-    if not isinstance(craft, Craft) or not craft.is_fitted:
-        what = "an unfitted Craft" if isinstance(craft, Craft) else type(craft).__name__
-        raise TypeError(f"craft must be a fitted spyglass.concepts.Craft; got {what}")
+    if not isinstance(craft, Craft):  # unfitted is fine when importance is given: only r is read
+        raise TypeError(f"craft must be a spyglass.concepts.Craft; got {type(craft).__name__}")
     if (images is None) == (importance is None):
         raise ValueError("give either images (their importance is computed) or importance (N, r), not both")
     min_share = _check_share(min_share)
