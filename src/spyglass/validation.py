@@ -41,9 +41,11 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_choice",
+    "check_device",
     "check_differentiable_model",
     "check_finite_tensor",
     "check_float",
+    "check_floats",
     "check_fraction",
     "check_images",
     "check_int",
@@ -51,6 +53,7 @@ __all__ = [
     "check_mapping",
     "check_measured",
     "check_model",
+    "check_names",
     "check_positive_float",
     "check_probability",
     "check_rows",
@@ -58,6 +61,7 @@ __all__ = [
     "check_scores",
     "check_seed",
     "check_sequence_of_names",
+    "check_size",
     "check_targets",
     "describe",
     "floating_dtype",
@@ -537,3 +541,99 @@ def check_callable(value: object, name: str, signature: str) -> Callable[..., An
     if not callable(value):
         raise TypeError(f"{name} must be callable {signature}; got {value!r}")
     return value
+
+
+# Checks for models, data, concepts and the CLI.
+
+
+def check_size(value: object, name: str = "input_size") -> tuple[int, int]:
+    """Return ``value`` as ``(height, width)`` if it is a pair of positive ints.
+
+    Examples
+    --------
+    >>> check_size((224, 224))
+    (224, 224)
+    """
+    expected = f"{name} must be (height, width), two positive ints"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InvalidArgumentError(f"{expected}; got {value!r}")
+    height, width = (check_int(side, f"{name}[{i}]", 1, hint=expected) for i, side in enumerate(value))
+    return height, width
+
+
+def check_floats(
+    value: object, name: str, length: int, *, minimum: float | None = None, low_open: bool = False
+) -> tuple[float, ...]:
+    """Return ``value`` as a tuple of ``length`` finite floats (each ``>= minimum``, or ``>`` it).
+
+    Examples
+    --------
+    >>> check_floats((0.5, 0.5, 0.5), "mean", 3)
+    (0.5, 0.5, 0.5)
+    """
+    bound = "" if minimum is None else f" {'>' if low_open else '>='} {minimum:g}"
+    expected = f"{name} must be {length} finite numbers{bound}"
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().flatten().tolist()
+    elif isinstance(value, np.ndarray):
+        value = value.flatten().tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(f"{expected}; got {value!r} ({type(value).__name__})")
+    if len(value) != length:
+        raise ValueError(f"{expected}; got {len(value)}: {value!r}")
+    numbers = []
+    for item in value:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, float, np.integer, np.floating)):
+            raise InvalidArgumentError(f"{expected}; got {value!r}")
+        number = float(item)
+        too_low = minimum is not None and (number <= minimum if low_open else number < minimum)
+        if not math.isfinite(number) or too_low:
+            raise ValueError(f"{expected}; got {value!r}")
+        numbers.append(number)
+    return tuple(numbers)
+
+
+def check_names(value: object, name: str, length: int | None = None) -> list[str]:
+    """Return ``value`` as a list of strings if it is a non-empty sequence of them (not one string).
+
+    ``length``, when given, is how many there must be.
+    """
+    count = "at least one" if length is None else str(length)
+    expected = f"{name} must be a list of {count} str"
+    if isinstance(value, (str, bytes)):
+        raise InvalidArgumentError(f"{expected}; got the single string {value!r} (wrap it in a list)")
+    if not isinstance(value, Sequence):
+        raise InvalidArgumentError(f"{expected}; got {type(value).__name__}")
+    bad = [item for item in value if not isinstance(item, str)]
+    if bad:
+        raise InvalidArgumentError(f"{expected}; got an item {bad[0]!r} ({type(bad[0]).__name__})")
+    if not value or (length is not None and len(value) != length):
+        raise ValueError(f"{expected}; got {len(value)}")
+    return list(value)
+
+
+def check_device(value: object, name: str = "device") -> torch.device:
+    """Return ``value`` as a ``torch.device`` this machine has (``"cpu"``, ``"cuda:0"``, ``"mps"``…).
+
+    The meta device (tensors without data) is refused: nothing can be computed there.
+    """
+    expected = f"{name} must be a device this machine has, such as 'cpu' or 'cuda'"
+    if not isinstance(value, (str, torch.device)):
+        raise InvalidArgumentError(f"{expected}; got {value!r} ({type(value).__name__})")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{expected}; got {value!r}, which is not a device name") from None
+    if device.type == "meta":
+        raise ValueError(f"{expected}; got the meta device, which holds no data to compute with")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{expected}; got {value!r}, but torch sees no CUDA GPU here")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{expected}; got {value!r}, but torch sees {count} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{expected}; got {value!r}, but MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{expected}; got {value!r}, which spyglass does not run on")
+    return device

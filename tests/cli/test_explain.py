@@ -108,7 +108,9 @@ def test_unknown_method_is_a_helpful_one_line_error(photos: Path, tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-M", "saliency", "-o", "steps=4"], "saliency does not take option(s) ['steps']"),
+        # KEY=VALUE goes to the chosen methods that take KEY; an error only when none does.
+        (["-M", "saliency", "-o", "steps=4"], "no chosen method (saliency) takes option 'steps'"),
+        (["-M", "saliency", "-o", "saliency.steps=4"], "saliency does not take option(s) ['steps']"),
         (["-M", "saliency", "-o", "steps"], "--option must be KEY=VALUE"),
         (["-M", "saliency", "-o", "smoothgrad.nb_samples=2"], "names method 'smoothgrad'"),
         (["-M", "saliency", "-o", "batch_size=2"], "use --batch-size"),

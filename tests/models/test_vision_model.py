@@ -101,7 +101,7 @@ def test_constructor_and_topk_errors() -> None:
     with pytest.raises(ValueError, match="top_k must be a positive int"):
         tiny().predict(torch.rand(1, 3, 16, 16), top_k=0, progress=False)
     assert tiny().predict(torch.rand(1, 3, 16, 16), top_k=9, progress=False).indices.shape == (1, 4)
-    with pytest.raises(ValueError, match="3 values"):
+    with pytest.raises(ValueError, match="mean must be 3 finite numbers"):
         VisionModel(torch.nn.Identity(), input_size=(8, 8), mean=(0.5,), std=(0.5,), class_names=["a"])
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="std must be 3 finite numbers > 0"):
         VisionModel(torch.nn.Identity(), input_size=(8, 8), mean=(0, 0, 0), std=(1, 0, 1), class_names=["a"])

@@ -9,7 +9,7 @@ the old spellings live on as hidden aliases (``--class/-c``, ``--images/-i``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -36,11 +36,13 @@ __all__ = [
     "SettingsOption",
     "TargetOption",
     "check_class",
+    "check_out",
     "choose_methods",
     "load_model",
     "merge_paths",
     "merge_target",
     "method_options",
+    "one_line",
     "read_images",
     "resolve_class",
     "resolve_targets",
@@ -106,6 +108,11 @@ MethodsOption = Annotated[
 ]
 
 
+def one_line(text: str) -> str:
+    """``text`` with its lines joined: a message stays one line (a dependency's may span several)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 @contextmanager
 def user_errors(*kinds: type[Exception]) -> Iterator[None]:
     """Turn a user error raised in the block into ``error: …`` on stderr and exit code 2.
@@ -120,8 +127,35 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
     try:
         yield
     except caught as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {one_line(str(error)) or type(error).__name__}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
+
+
+def check_out(out: Path, flag: str = "--out") -> Path:
+    """``out`` if results can be written there: a folder, or a path whose first existing parent is one.
+
+    Checked before any work, so that a run of minutes does not end on an unwritable path.
+    Nothing is created here (a run that fails later leaves no empty folder).
+
+    Raises
+    ------
+    ValueError
+        If ``out`` or one of its parents is a file, or the folder that would hold it is not writable.
+    """
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out} is a file; results go into a folder: give a folder's path")
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"{flag} {out} cannot be a folder: {existing} is a file")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {out} cannot be written: {existing} is not writable")
+    return out
 
 
 def load_model(name: str) -> VisionModel:
@@ -255,16 +289,26 @@ def _parse_value(text: str) -> object:
 
 
 def scoped_options(
-    specs: Sequence[str], names: Sequence[str], *, flag: str = "--option", kind: str = "method"
+    specs: Sequence[str],
+    names: Sequence[str],
+    *,
+    flag: str = "--option",
+    kind: str = "method",
+    takes: Callable[[str], set[str]] | None = None,
 ) -> dict[str, dict[str, object]]:
-    """``KEY=VALUE`` (for every name) or ``NAME.KEY=VALUE`` (for one) → ``{name: {key: value}}``.
+    """``KEY=VALUE`` (every name that takes it) or ``NAME.KEY=VALUE`` (one) → ``{name: {key: value}}``.
 
     Values are parsed as int, float or bool where they read as one, else kept as text.
+    ``takes(name)``, when given, is the set of options ``name`` accepts: an unqualified
+    ``KEY=VALUE`` goes to the names that take ``KEY`` (and is an error only if none does);
+    without it, to every name.
 
     Examples
     --------
     >>> scoped_options(["steps=8", "rise.nb_samples=100"], ["rise", "sobol"])
     {'rise': {'steps': 8, 'nb_samples': 100}, 'sobol': {'steps': 8}}
+    >>> scoped_options(["steps=8"], ["saliency", "ig"], takes=lambda n: {"steps"} if n == "ig" else set())
+    {'saliency': {}, 'ig': {'steps': 8}}
     """
     options: dict[str, dict[str, object]] = {name: {} for name in names}
     for spec in specs:
@@ -276,7 +320,17 @@ def scoped_options(
             raise ValueError(f"{flag} {key} is set by the command; use {_RESERVED_OPTIONS[key]}")
         if dot and scope not in options:
             raise ValueError(f"{flag} {spec!r} names {kind} {scope!r}, which is not among {', '.join(names)}")
-        for name in [scope] if dot else names:
+        if dot:
+            scopes = [scope]
+        elif takes is None:
+            scopes = list(names)
+        else:
+            scopes = [name for name in names if key in takes(name)]
+            if not scopes:
+                raise ValueError(
+                    f"{flag} {spec!r}: no chosen {kind} ({', '.join(names)}) takes option {key!r}"
+                )
+        for name in scopes:
             options[name][key] = _parse_value(text)
     return options
 
@@ -284,8 +338,15 @@ def scoped_options(
 def method_options(specs: Sequence[str], methods: Sequence[str], level: str) -> dict[str, dict[str, object]]:
     """Each method's settings at ``level`` (read from its class), then ``--option`` specs on top."""
     from spyglass import attributions
+    from spyglass.registry import check_class_options, keyword_options
     from spyglass.validation import check_choice
 
     check_choice(level, "--settings", attributions.SETTINGS_LEVELS)
-    given = scoped_options(specs, methods)
+
+    def takes(name: str) -> set[str]:
+        return keyword_options(attributions.method_class(name), positional=("model",))
+
+    given = scoped_options(specs, methods, takes=takes)
+    for name in methods:  # METHOD.KEY=VALUE for a method without KEY fails here, before any work
+        check_class_options(attributions.method_class(name), given[name], positional=("model",), name=name)
     return {name: {**attributions.method_settings(name, level), **given[name]} for name in methods}

@@ -15,6 +15,7 @@ from spyglass.cli._prelude import (
     ModelOption,
     ProgressOption,
     check_class,
+    check_out,
     load_model,
     merge_paths,
     merge_target,
@@ -88,6 +89,7 @@ def concepts(
     from spyglass.concepts import Craft, strategic_cluster_graph
 
     with user_errors():
+        check_out(out)  # where the results go, before any work
         if concept_map not in _CONCEPT_MAPS:
             raise ValueError(f"--map must be 'gradcam' or 'coefficients'; got {concept_map!r}")
         class_given, flag = merge_target(target, old_class)

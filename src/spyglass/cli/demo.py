@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spyglass.cli._prelude import ModelOption, ProgressOption, user_errors
+from spyglass.cli._prelude import ModelOption, ProgressOption, check_out, user_errors
 from spyglass.models import DEFAULT_MODEL
 
 __all__ = ["demo", "register"]
@@ -43,6 +43,7 @@ def demo(
 
     start = time.perf_counter()
     with user_errors():
+        check_out(out)  # where the results go, before any work
         index = run_demo(out, model_name=model, methods=methods, concepts=concepts, progress=progress)
     typer.echo(f"wrote {index} in {time.perf_counter() - start:.0f} s")
 

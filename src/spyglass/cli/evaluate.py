@@ -23,6 +23,7 @@ from spyglass.cli._prelude import (
     SettingsOption,
     TargetOption,
     check_class,
+    check_out,
     choose_methods,
     load_model,
     merge_paths,
@@ -59,11 +60,16 @@ def _choose_metrics(
 ) -> tuple[list[str], dict[str, dict[str, object]]]:
     """The metrics named (else the metrics package's defaults) and their options, all checked."""
     from spyglass import metrics
+    from spyglass.registry import keyword_options
 
     chosen = list(dict.fromkeys(names or metrics.DEFAULT_METRICS))
     for name in chosen:
         metrics.metric_class(name)  # an unknown name fails here, with suggestions
-    options = scoped_options(specs, chosen, flag="--metric-option", kind="metric")
+
+    def takes(name: str) -> set[str]:
+        return keyword_options(metrics.metric_class(name), positional=("model", "images", "targets"))
+
+    options = scoped_options(specs, chosen, flag="--metric-option", kind="metric", takes=takes)
     for name in chosen:  # a mistyped option fails here, before any work
         metrics.check_options(name, options[name])
     return chosen, options
@@ -124,7 +130,8 @@ def evaluate(
         typer.Option(
             "--option",
             "-o",
-            help="Method option KEY=VALUE or METHOD.KEY=VALUE (e.g. rise.nb_samples=500).",
+            help="Method option KEY=VALUE (every chosen method that takes it) or METHOD.KEY=VALUE "
+            "(e.g. rise.nb_samples=500).",
             show_default=False,
         ),
     ] = None,
@@ -132,7 +139,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--metric-option",
-            help="Metric option KEY=VALUE or METRIC.KEY=VALUE (e.g. deletion.steps=10).",
+            help="Metric option KEY=VALUE (every chosen metric that takes it) or METRIC.KEY=VALUE "
+            "(e.g. deletion.steps=10).",
             show_default=False,
         ),
     ] = None,
@@ -166,6 +174,7 @@ def evaluate(
 
     del list_metrics  # handled by its eager callback
     with user_errors():
+        check_out(out)  # where the results go, before any work
         chosen = choose_methods(methods)
         chosen_metrics, metric_options = _choose_metrics(metric_names, metric_option or [])
         options = method_options(option or [], chosen, settings)

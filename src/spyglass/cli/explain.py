@@ -17,6 +17,7 @@ from spyglass.cli._prelude import (
     SettingsOption,
     TargetOption,
     check_class,
+    check_out,
     choose_methods,
     load_model,
     merge_paths,
@@ -67,8 +68,8 @@ def explain(
         typer.Option(
             "--option",
             "-o",
-            help="Method option KEY=VALUE for every method, or METHOD.KEY=VALUE for one "
-            "(e.g. integrated_gradients.steps=32).",
+            help="Method option KEY=VALUE for every chosen method that takes it, or "
+            "METHOD.KEY=VALUE for one (e.g. integrated_gradients.steps=32).",
             show_default=False,
         ),
     ] = None,
@@ -101,6 +102,7 @@ def explain(
 
     del list_methods  # handled by its eager callback
     with user_errors():
+        check_out(out)  # where the results go, before any work
         chosen = choose_methods(methods)
         options = method_options(option or [], chosen, settings)
         vision_model = load_model(model)

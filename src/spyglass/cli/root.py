@@ -8,17 +8,86 @@ of its own, mounted under one name with :func:`mount`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 from typer.main import get_command_name
 
 from spyglass.cli import concepts, demo, evaluate, explain, predict, visualize
+from spyglass.cli._prelude import one_line
 
-__all__ = ["FAMILIES", "app", "build_app", "mount"]
+__all__ = ["FAMILIES", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
 
 # Modules whose `register(app)` adds their commands at the top level, in the order of `--help`.
 FAMILIES = (predict, explain, evaluate, concepts, visualize, demo)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print every warning of the block as one line ``warning: …`` on stderr, without source lines.
+
+    Python's default shows the file, the line number and the source line of the ``warn``
+    call, which reads like a traceback on a command line; the user there wrote no code.
+    """
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        typer.secho(f"warning: {one_line(str(message))}", fg=typer.colors.YELLOW, err=True)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+class OneLineErrors(TyperGroup):
+    """The root group: click's usage errors as one line ``error: …`` (exit code 2), warnings likewise.
+
+    Click prints a usage error as a usage line, a hint and the message; a user error of
+    spyglass's own is one line (:func:`spyglass.cli._prelude.user_errors`). The same line for
+    both makes every failure of the command line read the same.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        with one_line_warnings():
+            if not standalone_mode:
+                return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            try:
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except _click.exceptions.NoArgsIsHelpError as error:  # `spyglass` alone: the help
+                error.show()
+                sys.exit(error.exit_code)
+            except _click.exceptions.ClickException as error:
+                ctx = getattr(error, "ctx", None)
+                where = ctx.command_path if ctx is not None else "spyglass"
+                hint = f" (see `{where} --help`)" if isinstance(error, _click.exceptions.UsageError) else ""
+                typer.secho(f"error: {one_line(error.format_message())}{hint}", fg=typer.colors.RED, err=True)
+                sys.exit(error.exit_code)
+            except typer.Abort:
+                typer.echo("Aborted!", err=True)
+                sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _command_names(app: typer.Typer) -> set[str]:
@@ -80,6 +149,7 @@ def build_app(groups: Sequence[tuple[str, typer.Typer]] = ()) -> typer.Typer:
     """A fresh root command: every family's commands, then each ``(name, group)`` mounted."""
     app = typer.Typer(
         name="spyglass",
+        cls=OneLineErrors,
         help="Explain what large vision models see, and where.",
         no_args_is_help=True,
         add_completion=False,

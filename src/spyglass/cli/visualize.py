@@ -12,6 +12,7 @@ from spyglass.cli._prelude import (
     ModelOption,
     ProgressOption,
     check_class,
+    check_out,
     load_model,
     merge_target,
     user_errors,
@@ -64,6 +65,7 @@ def visualize(
     from spyglass import featureviz, plots
 
     with user_errors():
+        check_out(out)  # where the results go, before any work
         if method not in _RECIPES:
             raise ValueError(f"--method must be maco or fourier; got {method!r}")
         class_id, flag = merge_target(target, old_class)

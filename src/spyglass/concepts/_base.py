@@ -45,6 +45,18 @@ class NotFittedError(ValueError, AttributeError):
     """
 
 
+MAX_ITERATIONS = 2**31 - 1
+"""The most iterations (or restarts) a learner takes: what scikit-learn's compiled solvers hold in a C int."""
+
+NEGATIVE_TOLERANCE = 1e-4
+"""``transform`` of a learner that needs ``A >= 0`` accepts values down to ``-1e-4 · max |A|``."""
+
+MAX_MAGNITUDE = 1e12
+"""The largest activation a learner accepts: squares and sums of squares stay far from float32's
+overflow (3.4e38) even over millions of values. Real activations are many orders below it;
+larger values are refused rather than silently rescaled, so that codes keep the input's scale."""
+
+
 def compute_dtype(tensor: Tensor) -> torch.dtype:
     """float64 stays float64; every other float type (half, bfloat16, float32) computes in float32."""
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
@@ -75,6 +87,13 @@ def _check_float_matrix(value: object, name: str, expected: str) -> Tensor:
     finite = torch.isfinite(value)
     if not bool(finite.all()):
         raise ValueError(f"{expected}; got {int((~finite).sum())} NaN or infinite value(s)")
+    peak = float(value.abs().max())
+    if peak > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{expected} of magnitude at most {MAX_MAGNITUDE:g}; got values up to {peak:.3g}, whose "
+            f"squares overflow the factorisation: divide {name} by a constant first (the concepts are "
+            f"the same up to that scale)"
+        )
     return value
 
 
@@ -97,7 +116,9 @@ def check_activations(
     TypeError
         If it is not a floating-point tensor.
     ValueError
-        If it is not 2-D, is empty, holds a NaN or infinite value, or has the wrong width.
+        If it is not 2-D, is empty, holds a NaN or infinite value or one larger in magnitude
+        than :data:`MAX_MAGNITUDE` (refused, not rescaled: divide by a constant first), or
+        has the wrong width.
     """
     width = "n_features" if n_features is None else str(n_features)
     expected = f"{name} must be a 2-D float tensor (n_samples, {width}) of finite values"
@@ -219,16 +240,13 @@ class DictionaryLearner(ABC):
                 f"for {n_features} features (use fewer concepts, or NMF/SparseCoding for an overcomplete "
                 f"dictionary)"
             )
-        if self.requires_nonnegative:
-            low = float(matrix.min())
-            if low < 0:
-                negative = int((matrix < 0).sum())
-                raise ValueError(
-                    f"{type(self).__name__} needs non-negative activations (A ≈ U W with U, W >= 0); got "
-                    f"{negative} negative value(s) of {matrix.numel()}, minimum {low:.4g}. This layer's "
-                    f"activations are signed (before a ReLU, or a transformer block): use SemiNMF "
-                    f"(non-negative codes, signed concepts) or PCA, or pick a layer after a ReLU"
-                )
+        if n_samples > 1 and bool((matrix == matrix[:1]).all()):
+            raise ValueError(
+                f"{type(self).__name__} got {n_samples} identical rows of activations (all "
+                f"{'zero' if float(matrix.abs().max()) == 0 else 'equal'}): there is nothing to factorise; "
+                f"use more varied images or crops, or another layer"
+            )
+        self._check_sign(matrix)
         self._fit(matrix.detach().to(compute_dtype(matrix)))
         if self._components is None:  # a defect of the learner, not of the user's input
             raise RuntimeError(f"{type(self).__name__}._fit did not set the components")
@@ -289,7 +307,28 @@ class DictionaryLearner(ABC):
 
     def _checked_input(self, activations: Tensor) -> Tensor:
         self._fitted_components()
-        return check_activations(activations, n_features=self._n_features)
+        matrix = check_activations(activations, n_features=self._n_features)
+        # Coding tolerates rounding-sized negatives (a finite-difference step, a perturbation
+        # of a ReLU's zeros): the non-negative least-squares code is defined there.
+        return self._check_sign(matrix, tolerance=NEGATIVE_TOLERANCE * float(matrix.abs().max()))
+
+    def _check_sign(self, matrix: Tensor, tolerance: float = 0.0) -> Tensor:
+        """``matrix``, or a ValueError if the learner needs ``A >= 0`` and a value is below ``-tolerance``.
+
+        The codes of a non-negative dictionary are meant for the non-negative activations it
+        was fitted on; a negative row means another layer's (or signed) activations.
+        """
+        if self.requires_nonnegative:
+            low = float(matrix.min())
+            if low < -tolerance:
+                negative = int((matrix < 0).sum())
+                raise ValueError(
+                    f"{type(self).__name__} needs non-negative activations (A ≈ U W with U, W >= 0); got "
+                    f"{negative} negative value(s) of {matrix.numel()}, minimum {low:.4g}. This layer's "
+                    f"activations are signed (before a ReLU, or a transformer block): use SemiNMF "
+                    f"(non-negative codes, signed concepts) or PCA, or pick a layer after a ReLU"
+                )
+        return matrix
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"

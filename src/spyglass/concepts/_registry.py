@@ -38,4 +38,8 @@ def create_learner(name: str, n_concepts: int, **options: Any) -> DictionaryLear
     >>> create_learner("nmf", 10, seed=1)
     NMF(n_concepts=10, seed=1) [not fitted]
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"a dictionary learner's name must be a str ({', '.join(list_learners())}); got {name!r}"
+        )
     return _LEARNERS.check_options(name, options, positional=("n_concepts",))(n_concepts, **options)

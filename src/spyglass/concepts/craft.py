@@ -41,7 +41,14 @@ from spyglass.objectives import Objective, target_logit
 from spyglass.progress import progress_bar
 from spyglass.sampling.designs import check_design_size, check_sampler
 from spyglass.sampling.sobol import check_estimator
-from spyglass.validation import check_batch_size, check_float, check_images, check_int, check_seed
+from spyglass.validation import (
+    check_batch_size,
+    check_float,
+    check_images,
+    check_int,
+    check_mapping,
+    check_seed,
+)
 
 __all__ = ["Craft"]
 
@@ -214,7 +221,7 @@ class Craft:
         self.seed = check_seed(seed)
         self.objective = objective
         self.dictionary = dictionary
-        self.dictionary_options = dict(dictionary_options or {})
+        self.dictionary_options = dict(check_mapping(dictionary_options, "dictionary_options"))
         # Fail now on an unknown learner or option, not after the crops' forward passes.
         create_learner(dictionary, self.n_concepts, seed=self.seed, **self.dictionary_options)
         if input_size is not None:

@@ -25,7 +25,7 @@ import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner
+from spyglass.concepts._base import MAX_ITERATIONS, DictionaryLearner
 from spyglass.concepts._registry import register
 from spyglass.validation import check_int, check_positive_float
 
@@ -100,8 +100,8 @@ class KMeans(DictionaryLearner):
         seed: int = 0,
     ) -> None:
         super().__init__(n_concepts, seed=seed)
-        self.n_init = check_int(n_init, "n_init", 1)
-        self.max_iter = check_int(max_iter, "max_iter", 1)
+        self.n_init = check_int(n_init, "n_init", 1, maximum=MAX_ITERATIONS)
+        self.max_iter = check_int(max_iter, "max_iter", 1, maximum=MAX_ITERATIONS)
         self.temperature = None if temperature is None else check_positive_float(temperature, "temperature")
         self.inertia_: float = float("nan")
         self.temperature_: float = float("nan")

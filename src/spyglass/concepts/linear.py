@@ -16,13 +16,16 @@ as they are. Neither can learn more concepts than there are features.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA as SklearnPCA
 from sklearn.decomposition import FastICA
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner, NotFittedError
+from spyglass.concepts._base import MAX_ITERATIONS, DictionaryLearner, NotFittedError
 from spyglass.concepts._registry import register
 from spyglass.validation import check_int, check_positive_float
 
@@ -31,6 +34,43 @@ __all__ = ["ICA", "PCA"]
 
 def _tensor(array: np.ndarray, like: Tensor) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(like)
+
+
+def _fit_sklearn(model: Any, activations: Tensor, n_concepts: int, learner: str, *learned: str) -> None:
+    """``model.fit(activations)``, with a sentence of ours when the data cannot be factorised.
+
+    PCA and ICA divide by the variance along each direction they keep: directions of zero
+    variance (all-equal rows, rank-1 data) give 0/0 deep inside scikit-learn, which then
+    fails or returns NaN. The rank is computed only then, so a good fit pays nothing.
+    """
+    failed = False
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            model.fit(activations.cpu().numpy())
+        except (ValueError, np.linalg.LinAlgError):
+            failed = True
+    if failed or not all(np.isfinite(getattr(model, name)).all() for name in learned):
+        _check_rank(activations, n_concepts, learner)
+        raise ValueError(
+            f"{learner} could not factorise these activations (scikit-learn's fit gave no finite "
+            f"result): use fewer concepts, or more varied images or crops"
+        )
+
+
+def _check_rank(activations: Tensor, n_concepts: int, learner: str) -> None:
+    """A ValueError unless the centred activations span at least ``n_concepts`` directions."""
+    centred = activations - activations.mean(dim=0, keepdim=True)
+    singular = torch.linalg.svdvals(centred.double())
+    # numpy's matrix_rank tolerance, at the precision the activations came in.
+    tolerance = float(singular[0]) * max(centred.shape) * torch.finfo(activations.dtype).eps
+    rank = int((singular > tolerance).sum()) if float(singular[0]) > 0 else 0
+    if rank < n_concepts:
+        raise ValueError(
+            f"{learner} needs activations that vary along at least n_concepts={n_concepts} directions; "
+            f"got rank {rank} after centring ({'all rows equal' if rank == 0 else 'too few directions'}): "
+            f"use fewer concepts, or more varied images or crops"
+        )
 
 
 class _Centred(DictionaryLearner):
@@ -94,7 +134,7 @@ class PCA(_Centred):
 
     def _fit(self, activations: Tensor) -> None:
         model = SklearnPCA(n_components=self.n_concepts, random_state=self.seed)
-        model.fit(activations.cpu().numpy())
+        _fit_sklearn(model, activations, self.n_concepts, "PCA", "components_", "explained_variance_ratio_")
         self._components = _tensor(model.components_, activations)
         self._mean = _tensor(model.mean_, activations)
         self.explained_variance_ratio_ = _tensor(model.explained_variance_ratio_, activations)
@@ -151,7 +191,7 @@ class ICA(_Centred):
 
     def __init__(self, n_concepts: int, *, max_iter: int = 500, tol: float = 1e-4, seed: int = 0) -> None:
         super().__init__(n_concepts, seed=seed)
-        self.max_iter = check_int(max_iter, "max_iter", 1)
+        self.max_iter = check_int(max_iter, "max_iter", 1, maximum=MAX_ITERATIONS)
         self.tol = check_positive_float(tol, "tol")
         self._unmixing: Tensor | None = None
 
@@ -163,6 +203,10 @@ class ICA(_Centred):
         return self._unmixing
 
     def _fit(self, activations: Tensor) -> None:
+        # Whitening divides by the spread along each kept direction: on fewer directions than
+        # concepts FastICA returns finite garbage, so the rank is checked first (one SVD, the
+        # order of the whitening's own cost).
+        _check_rank(activations, self.n_concepts, "ICA")
         model = FastICA(
             n_components=self.n_concepts,
             whiten="unit-variance",
@@ -170,7 +214,7 @@ class ICA(_Centred):
             tol=self.tol,
             random_state=self.seed,
         )
-        model.fit(activations.cpu().numpy())
+        _fit_sklearn(model, activations, self.n_concepts, "ICA", "mixing_", "components_", "mean_")
         self._components = _tensor(model.mixing_.T, activations)
         self._unmixing = _tensor(model.components_, activations)
         self._mean = _tensor(model.mean_, activations)

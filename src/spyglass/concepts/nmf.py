@@ -29,7 +29,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.decomposition import NMF as SklearnNMF
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner
+from spyglass.concepts._base import MAX_ITERATIONS, DictionaryLearner
 from spyglass.concepts._coding import differentiable_encode, encode
 from spyglass.concepts._registry import register
 from spyglass.validation import check_int, check_positive_float
@@ -54,9 +54,11 @@ class _NonNegativeCodes(DictionaryLearner):
         seed: int,
     ) -> None:
         super().__init__(n_concepts, seed=seed)
-        self.max_iter = check_int(max_iter, "max_iter", 1)
+        self.max_iter = check_int(max_iter, "max_iter", 1, maximum=MAX_ITERATIONS)
         self.tol = check_positive_float(tol, "tol", allow_zero=True)
-        self.transform_max_iter = check_int(transform_max_iter, "transform_max_iter", 1)
+        self.transform_max_iter = check_int(
+            transform_max_iter, "transform_max_iter", 1, maximum=MAX_ITERATIONS
+        )
         self.transform_tol = check_positive_float(transform_tol, "transform_tol")
 
     def _transform(self, activations: Tensor) -> Tensor:
@@ -107,9 +109,9 @@ class NMF(_NonNegativeCodes):
     Raises
     ------
     ValueError
-        On fit, if the activations hold negative values (use :class:`SemiNMF` or
-        :class:`~spyglass.concepts.PCA` for such layers). ``transform`` accepts any sign:
-        the non-negative least-squares code of a row is defined whatever its sign.
+        On fit and on transform, if the activations hold negative values (use
+        :class:`SemiNMF` or :class:`~spyglass.concepts.PCA` for such layers): a negative row
+        is not from the non-negative layer the dictionary was fitted on.
 
     Examples
     --------

@@ -27,6 +27,7 @@ tensors, and callers render or store it (:mod:`spyglass.demo`, the atlas).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -443,6 +444,13 @@ def class_concepts(
     for reserved in ("per_image", "seed", "method"):
         if reserved in options:
             raise ValueError(f"importance_options cannot set {reserved!r}; the pipeline sets it")
+    # A mistyped option fails here, before the fit, and not after it.
+    accepted = set(inspect.signature(Craft.importance).parameters) - {"self", "images"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"importance_options {unknown} are not options of Craft.importance: {sorted(accepted)}"
+        )
     n_crops = check_int(n_crops, "n_crops", 1)
     n_maps = check_int(n_maps, "n_maps", 0)
     render = check_bool(render, "render")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spyglass.concepts._base import DictionaryLearner
+from spyglass.concepts._base import MAX_ITERATIONS, DictionaryLearner
 from spyglass.concepts._coding import differentiable_encode, encode
 from spyglass.concepts._registry import register
 from spyglass.validation import check_int, check_positive_float
@@ -106,9 +106,11 @@ class SparseCoding(DictionaryLearner):
         if not isinstance(positive, bool):
             raise TypeError(f"positive must be a bool; got {positive!r}")
         self.positive = positive
-        self.max_iter = check_int(max_iter, "max_iter", 1)
+        self.max_iter = check_int(max_iter, "max_iter", 1, maximum=MAX_ITERATIONS)
         self.tol = check_positive_float(tol, "tol", allow_zero=True)
-        self.transform_max_iter = check_int(transform_max_iter, "transform_max_iter", 1)
+        self.transform_max_iter = check_int(
+            transform_max_iter, "transform_max_iter", 1, maximum=MAX_ITERATIONS
+        )
         self.transform_tol = check_positive_float(transform_tol, "transform_tol")
         self.objective_: float = float("nan")
         self.n_iter_: int = 0

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spyglass.validation import check_int, check_positive_float, check_probability, check_seed
+from spyglass.validation import check_float, check_int, check_probability, check_seed
 
 if TYPE_CHECKING:
     from spyglass.concepts.craft import Craft
@@ -162,11 +162,16 @@ def strategic_cluster_graph(
     >>> graph.embedding.shape, graph.important
     (torch.Size([30, 2]), [0, 2])
     """
+    from spyglass.concepts.craft import Craft
+
+    if not isinstance(craft, Craft):  # unfitted is fine when importance is given: only r is read
+        raise TypeError(f"craft must be a spyglass.concepts.Craft; got {type(craft).__name__}")
     if (images is None) == (importance is None):
         raise ValueError("give either images (their importance is computed) or importance (N, r), not both")
     min_share = _check_share(min_share)
     n_neighbors = check_int(n_neighbors, "n_neighbors", 2)
-    check_positive_float(min_dist, "min_dist", allow_zero=True)
+    # UMAP fits its curve for min_dist in [0, spread] (spread is 1 here); past it the fit fails.
+    check_float(min_dist, "min_dist", minimum=0.0, maximum=1.0)
     seed = check_seed(seed)
     if importance is None:
         assert images is not None

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from spyglass.data.imagenet import wnid_to_index
 from spyglass.progress import progress_bar
+from spyglass.validation import check_bool, check_callable, check_int
 
 __all__ = ["IMAGE_SUFFIXES", "ImageSet", "UnreadableImagesWarning", "find_images", "read_images"]
 
@@ -94,13 +95,26 @@ def find_images(source: str | Path | Sequence[str | Path]) -> list[tuple[Path, i
         If a path does not exist, a class sub-folder has a name that is neither a WordNet
         id nor a class index, or no image is found.
     """
+    expected = "source must be a path (str or Path) of an image file or a folder, or a list of them"
     if isinstance(source, (str, Path)):
-        sources: list[Path] = [Path(source)]
+        items: list[object] = [source]
+    elif isinstance(source, Sequence) and not isinstance(source, bytes):
+        items = list(source)
     else:
-        sources = [Path(s) for s in source]
+        raise TypeError(f"{expected}; got {type(source).__name__}")
+    bad = [item for item in items if not isinstance(item, (str, Path)) or item == ""]
+    if bad:
+        raise TypeError(f"{expected}; got an item {bad[0]!r} ({type(bad[0]).__name__})")
+    if not items:
+        raise ValueError(f"{expected}; got an empty list")
+    sources = [Path(item) for item in items]  # type: ignore[arg-type]
     found: list[tuple[Path, int]] = []
     for path in sources:
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except ValueError:  # a path with a NUL byte, which no file system accepts
+            raise ValueError(f"{expected}; got {str(path)!r}, which no file can be named") from None
+        if not exists:
             raise ValueError(f"no such file or directory: {path}")
         if path.is_file():
             found.append((path, _label_of_file(path)))
@@ -154,6 +168,12 @@ def read_images(
     >>> batch.images.shape                                      # doctest: +SKIP
     torch.Size([12, 3, 224, 224])
     """
+    check_callable(transform, "transform", "(PIL image -> (3, H, W) tensor in [0, 1]), e.g. model.preprocess")
+    if limit is not None:
+        limit = check_int(limit, "limit", 1, hint="at most this many images; None for all")
+    if per_class is not None:
+        per_class = check_int(per_class, "per_class", 1, hint="at most this many images of each label")
+    check_bool(progress, "progress")
     entries = find_images(source)
     if per_class is not None:
         counts: dict[int, int] = {}
@@ -171,11 +191,26 @@ def read_images(
     unreadable: list[str] = []
     for path, label in progress_bar(entries, enabled=progress, desc="reading images", unit="img"):
         try:
-            with Image.open(path) as image:
-                tensor = transform(image.convert("RGB"))
+            with warnings.catch_warnings():
+                # An image between PIL's limit and twice it only warns; a decompression bomb
+                # either way, skipped like the ones past twice the limit.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    tensor = transform(image.convert("RGB"))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            unreadable.append(
+                f"{path} (DecompressionBombError: more pixels than PIL's limit of "
+                f"{Image.MAX_IMAGE_PIXELS}, a possible decompression bomb)"
+            )
+            continue
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             unreadable.append(f"{path} ({type(error).__name__})")
             continue
+        if not isinstance(tensor, Tensor) or tensor.ndim != 3 or tensor.shape[0] != 3:
+            what = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise ValueError(
+                f"transform must turn a PIL image into a (3, H, W) tensor; got {what} for {path}"
+            )
         tensors.append(tensor)
         labels.append(label)
         paths.append(path)

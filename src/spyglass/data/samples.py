@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from spyglass.validation import check_names
+
 __all__ = ["SAMPLE_EXPECTED_CLASSES", "sample_photos"]
 
 # ImageNet indices a correct classifier should put first, for the photos where the
@@ -75,7 +77,7 @@ def sample_photos(names: list[str] | None = None) -> dict[str, Image.Image]:
     >>> sorted(sample_photos(["coffee"]))
     ['coffee']
     """
-    chosen = list(_READERS) if names is None else names
+    chosen = list(_READERS) if names is None else check_names(names, "names")
     unknown = [n for n in chosen if n not in _READERS]
     if unknown:
         raise ValueError(f"unknown sample photo(s) {unknown}; available: {', '.join(_READERS)}")

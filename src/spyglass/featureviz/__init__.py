@@ -24,7 +24,16 @@ torch.Size([3, 128, 128])
 """
 
 from spyglass.featureviz import spectrum
-from spyglass.featureviz.objectives import Objective, channel, direction, logit, neuron
+from spyglass.featureviz.objectives import (
+    Objective,
+    channel,
+    create_objective,
+    direction,
+    list_objectives,
+    logit,
+    neuron,
+    register_objective,
+)
 from spyglass.featureviz.optimize import (
     DEFAULT_CROP_SCALE,
     Visualization,
@@ -43,13 +52,16 @@ __all__ = [
     "Objective",
     "Visualization",
     "channel",
+    "create_objective",
     "default_crop_size",
     "direction",
     "fourier",
+    "list_objectives",
     "logit",
     "maco",
     "neuron",
     "optimize",
     "random_crops",
+    "register_objective",
     "spectrum",
 ]

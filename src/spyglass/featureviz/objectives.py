@@ -13,6 +13,7 @@ to a :class:`~spyglass.models.VisionModel`'s network, or to the module itself ot
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,56 @@ from spyglass.models.hooks import hooked
 from spyglass.models.layers import get_layer
 from spyglass.validation import check_int, check_positive_float
 
-__all__ = ["Objective", "channel", "direction", "logit", "neuron"]
+__all__ = [
+    "Objective",
+    "channel",
+    "create_objective",
+    "direction",
+    "list_objectives",
+    "logit",
+    "neuron",
+    "register_objective",
+]
 
 _LOGITS = ""  # the "layer" of a term that reads the model's output
+
+ObjectiveFactory = Callable[..., "Objective"]
+_OBJECTIVES: dict[str, ObjectiveFactory] = {}
+
+
+def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
+    """Decorator: make a function that builds an :class:`Objective` available by ``name``.
+
+    The CLI, the tests and the atlas enumerate :func:`list_objectives`, never a hand-kept list.
+    """
+
+    def decorate(factory: ObjectiveFactory) -> ObjectiveFactory:
+        if name in _OBJECTIVES and _OBJECTIVES[name] is not factory:
+            raise ValueError(f"objective {name!r} is already registered by {_OBJECTIVES[name].__name__}")
+        _OBJECTIVES[name] = factory
+        return factory
+
+    return decorate
+
+
+def list_objectives() -> list[str]:
+    """Registered objective names, in registration order."""
+    return list(_OBJECTIVES)
+
+
+def create_objective(name: str, *args: object, **kwargs: object) -> Objective:
+    """The objective ``name`` built from ``args``: ``create_objective("logit", 1)`` is ``logit(1)``.
+
+    Examples
+    --------
+    >>> create_objective("channel", "blocks.5", 3)
+    1·channel('blocks.5', 3)
+    """
+    if not isinstance(name, str) or name not in _OBJECTIVES:
+        close = difflib.get_close_matches(str(name), list(_OBJECTIVES), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown objective {name!r}; available: {', '.join(_OBJECTIVES)}.{hint}")
+    return _OBJECTIVES[name](*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -70,7 +118,21 @@ class Objective:
             get_layer(model, layer)
 
     def __call__(self, model: nn.Module, images: Tensor) -> Tensor:
-        """The objective of each image, ``(N,)``, differentiable in ``images``."""
+        """The objective of each image, ``(N,)``, differentiable in ``images``.
+
+        ``images`` need not lie in [0, 1]: the random views of an optimisation carry noise.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if not isinstance(images, Tensor) or not images.is_floating_point() or images.ndim != 4:
+            what = (
+                f"shape {tuple(images.shape)}, {images.dtype}"
+                if isinstance(images, Tensor)
+                else type(images).__name__
+            )
+            raise TypeError(f"images must be a float tensor (N, 3, H, W); got {what}")
+        if images.shape[0] == 0:
+            raise ValueError("images must hold at least one image; got an empty batch")
         captured: dict[str, Tensor] = {}
 
         def keep(layer: str) -> Callable[[nn.Module, object, object], None]:
@@ -139,6 +201,7 @@ def _channel_axis(activations: Tensor, layer: str, index: int) -> None:
         )
 
 
+@register_objective("logit")
 def logit(class_id: int) -> Objective:
     """The pre-softmax score of class ``class_id``: ``s(x) = f_c(x)``.
 
@@ -164,6 +227,7 @@ def logit(class_id: int) -> Objective:
     return Objective((_Term(_LOGITS, score, 1.0, f"logit({class_id})"),))
 
 
+@register_objective("channel")
 def channel(layer: str, index: int) -> Objective:
     """The mean activation of channel ``index`` of ``layer``: ``s(x) = mean_{h,w} A_{index,h,w}(x)``.
 
@@ -189,6 +253,7 @@ def channel(layer: str, index: int) -> Objective:
     return Objective((_Term(layer, score, 1.0, f"channel({layer!r}, {index})"),))
 
 
+@register_objective("neuron")
 def neuron(layer: str, index: int, position: tuple[int, int] | None = None) -> Objective:
     """One unit of channel ``index`` of ``layer``: ``s(x) = A_{index,i,j}(x)``.
 
@@ -227,6 +292,7 @@ def neuron(layer: str, index: int, position: tuple[int, int] | None = None) -> O
     return Objective((_Term(layer, score, 1.0, f"neuron({layer!r}, {index}, {position})"),))
 
 
+@register_objective("direction")
 def direction(layer: str, vector: Tensor, cosine_power: float = 2.0) -> Objective:
     """A direction in the activation space of ``layer``: dot product × cosine^k.
 

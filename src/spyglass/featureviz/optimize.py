@@ -27,7 +27,7 @@ from spyglass.featureviz.parametrizations import FourierImage, MacoImage
 from spyglass.featureviz.transforms import random_crops
 from spyglass.models.vision_model import VisionModel
 from spyglass.progress import progress_bar
-from spyglass.validation import check_float, check_int, check_seed
+from spyglass.validation import check_bool, check_callable, check_float, check_int, check_seed, check_size
 
 __all__ = ["DEFAULT_CROP_SCALE", "Visualization", "default_crop_size", "fourier", "maco", "optimize"]
 
@@ -77,7 +77,8 @@ def _frozen(model: nn.Module) -> Iterator[None]:
 
 def default_crop_size(image_size: int, input_size: tuple[int, int]) -> tuple[float, float]:
     """:data:`DEFAULT_CROP_SCALE` as fractions of an ``image_size`` image, capped at 1."""
-    side = max(input_size) / image_size
+    image_size = check_int(image_size, "image_size", 1)
+    side = max(check_size(input_size, "input_size")) / image_size
     low, high = DEFAULT_CROP_SCALE
     return min(1.0, low * side), min(1.0, high * side)
 
@@ -171,6 +172,9 @@ def optimize(
     lr = check_float(lr, "lr", minimum=0, low_open=True)
     noise = check_float(noise, "noise", minimum=0)
     rotation = check_float(rotation, "rotation", minimum=0)
+    check_bool(progress, "progress")
+    if on_step is not None:
+        check_callable(on_step, "on_step", "(step, image) -> None")
     device = model_device(model)
     generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
     image = image.to(device)
@@ -199,6 +203,12 @@ def optimize(
                 rotation=rotation,
             )
             score = objective(model, views).mean()
+            if not torch.isfinite(score):
+                raise ValueError(
+                    f"objective {objective!r} gave a non-finite score ({float(score.detach())}) at "
+                    f"step {step}: "
+                    f"the model's output or the layer's activations overflow, or lr={lr:g} is too large"
+                )
             gradients = torch.autograd.grad(-score, [rendered, *parameters])
             transparency += gradients[0].abs().sum(dim=0)
             for parameter, gradient in zip(parameters, gradients[1:], strict=True):
@@ -273,6 +283,7 @@ def maco(
     (torch.Size([3, 128, 128]), torch.Size([128, 128]))
     """
     seed = check_seed(seed)
+    check_bool(progress, "progress")
     model, objective = _check_model_and_objective(model, objective)
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     image = MacoImage(image_size, generator=generator)
@@ -322,6 +333,7 @@ def fourier(
     torch.Size([3, 128, 128])
     """
     seed = check_seed(seed)
+    check_bool(progress, "progress")
     model, objective = _check_model_and_objective(model, objective)
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     image = FourierImage(image_size, decay_power=decay_power, generator=generator)

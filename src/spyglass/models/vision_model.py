@@ -18,7 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tf
 
 from spyglass.engines.forward import batched_forward
-from spyglass.validation import check_images, check_int
+from spyglass.validation import check_floats, check_images, check_int, check_names, check_size
 
 __all__ = ["Predictions", "VisionModel"]
 
@@ -102,20 +102,66 @@ class VisionModel(nn.Module):
         name: str = "model",
     ) -> None:
         super().__init__()
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"mean and std must have 3 values (RGB); got {mean!r} and {std!r}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive; got {std!r}")
+        if not isinstance(network, nn.Module):
+            raise TypeError(
+                f"network must be a torch.nn.Module mapping normalised images (N, 3, H, W) to logits "
+                f"(N, C); got {type(network).__name__}"
+            )
+        if any(parameter.is_meta for parameter in network.parameters()):
+            raise ValueError(
+                "network has parameters on the meta device (shapes without values): load its weights "
+                "first, e.g. network.to_empty(device='cpu') then load_state_dict"
+            )
+        self.input_size = check_size(input_size, "input_size")
+        mean = check_floats(mean, "mean", 3)
+        std = check_floats(std, "std", 3, minimum=0.0, low_open=True)
+        self.class_names = check_names(class_names, "class_names")
+        if resize_size is not None:
+            resize_size = check_int(resize_size, "resize_size", 1)
         if interpolation not in ("bilinear", "bicubic"):
             raise ValueError(f"interpolation must be 'bilinear' or 'bicubic'; got {interpolation!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str; got {type(name).__name__}")
         self.network = network
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.resize_size = int(resize_size or round(max(self.input_size) / 0.875))
+        self.resize_size = resize_size or round(max(self.input_size) / 0.875)
         self.interpolation = interpolation
-        self.class_names = list(class_names)
         self.name = name
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """One forward pass of a blank image: the network must give one logit per class name.
+
+        Run in eval mode under ``no_grad`` and the modes put back, so that the check leaves
+        batch-norm statistics and the caller's train/eval choice as they were.
+        """
+        modes = [(module, module.training) for module in self.network.modules()]
+        try:
+            parameter = next(iter(self.network.parameters()), None)
+            device = parameter.device if parameter is not None else torch.device("cpu")
+            dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+            blank = torch.full((1, 3, *self.input_size), 0.5, device=device, dtype=dtype or torch.float32)
+            self.network.eval()
+            with torch.no_grad():
+                logits = self.network((blank - self.mean.to(blank)) / self.std.to(blank))
+        except Exception as error:
+            raise ValueError(
+                f"network must map normalised images (N, 3, {self.input_size[0]}, {self.input_size[1]}) "
+                f"(input_size) to logits (N, C); a blank image of that size failed with "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        finally:
+            for module, training in modes:
+                module.training = training
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"network must return logits of shape (N, C); got {shape} for one image")
+        if logits.shape[1] != len(self.class_names):
+            raise ValueError(
+                f"class_names must name each of the network's {logits.shape[1]} classes; "
+                f"got {len(self.class_names)} name(s)"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -139,8 +185,11 @@ class VisionModel(nn.Module):
     def preprocess(self, image: Image.Image | str | Path) -> Tensor:
         """Resize the shorter side, centre-crop to ``input_size``, and return ``(3, H, W)`` in [0, 1]."""
         if isinstance(image, (str, Path)):
-            with Image.open(image) as opened:
-                image = opened.convert("RGB")
+            try:
+                with Image.open(image) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, Image.DecompressionBombError) as error:  # missing, unreadable, a bomb
+                raise ValueError(f"cannot read the image {image}: {type(error).__name__}: {error}") from None
         elif isinstance(image, Image.Image):
             image = image.convert("RGB")
         else:

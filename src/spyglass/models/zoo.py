@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import socket
 import urllib.error
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,6 +31,7 @@ from torch import nn
 from spyglass.data.imagenet import imagenet_class_names
 from spyglass.models.efficientnet_lite import LITE_VARIANTS, build_efficientnet_lite
 from spyglass.models.vision_model import VisionModel
+from spyglass.validation import check_device
 
 __all__ = ["DEFAULT_MODEL", "WeightsUnavailableError", "available_models", "load"]
 
@@ -60,7 +62,8 @@ def load(
         ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``,
         a torchvision classification model name, or ``timm/<timm model name>``.
     device
-        Where to put the model (default: CPU).
+        Where to put the model (default: CPU): ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a
+        ``torch.device``; one this machine does not have is refused before anything loads.
     weights
         A local state-dict file to load instead of the library's pretrained weights
         (torchvision and timm names only).
@@ -74,6 +77,8 @@ def load(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a model name such as {DEFAULT_MODEL!r}; got {name!r}")
+    # Checked before anything is built, so that a typo costs nothing.
+    target_device = check_device(device) if device is not None else None
     if name in LITE_VARIANTS:
         if weights is not None:
             raise ValueError(f"{name} ships its own weights; weights= is for torchvision and timm models")
@@ -90,8 +95,8 @@ def load(
             f"model (e.g. resnet50) or 'timm/<name>' (e.g. timm/convnext_tiny).{hint}"
         )
     model.eval()
-    if device is not None:
-        model.to(device)
+    if target_device is not None:
+        model.to(target_device)
     return model
 
 
@@ -112,13 +117,34 @@ def _load_lite(name: str) -> VisionModel:
 
 
 def _load_state_dict(network: nn.Module, path: str | Path, name: str) -> None:
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"weights must be the path of a state-dict file; got {type(path).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise ValueError(f"weights file {path} {what}")
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"weights file {path} does not exist") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, KeyError, RuntimeError... by format
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"weights file {path} is not a state dict that torch.load(weights_only=True) can read: "
+            f"save one with torch.save(network.state_dict(), PATH) ({type(error).__name__}: {reason[:200]})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    result = network.load_state_dict(state, strict=False)
+    if not isinstance(state, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise ValueError(
+            f"weights file {path} holds a {type(state).__name__}, not a state dict (names → tensors): "
+            f"save one with torch.save(network.state_dict(), PATH)"
+        )
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensors of the wrong shapes
+        reason = " ".join(line.strip() for line in str(error).splitlines())
+        raise ValueError(f"{path} does not fit {name}: {reason[:400]}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{path} does not fit {name}: {len(result.missing_keys)} missing keys "

@@ -14,6 +14,7 @@ from spyglass.models.hooks import hooked
 from spyglass.training.loop import train
 from spyglass.validation import (
     check_batch_size,
+    check_bool,
     check_images,
     check_int,
     check_positive_float,
@@ -84,12 +85,12 @@ class HeadFineTuning:
         classifier_head(backbone)
         self.backbone = backbone
         self.epochs = check_int(epochs, "epochs", 1)
-        for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
-            check_positive_float(value, name, allow_zero=True)
-        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        # A learning rate of 0 trains nothing: refused, as NaN and inf are.
+        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
         self.seed = check_seed(seed)
         self.batch_size = check_batch_size(batch_size)
-        self.progress = progress
+        self.progress = check_bool(progress, "progress")
 
     def features(self, images: Tensor) -> Tensor:
         """The inputs of the backbone's classifier head for ``images``, ``(N, D)``."""

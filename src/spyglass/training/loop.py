@@ -34,7 +34,14 @@ from torch.utils.data import Dataset
 from spyglass.progress import progress_bar
 from spyglass.training.batches import batches_per_epoch, check_dataset, epoch_batches, to_device
 from spyglass.training.checkpoint import load_checkpoint, save_checkpoint
-from spyglass.validation import check_batch_size, check_callable, check_choice, check_int, check_seed
+from spyglass.validation import (
+    check_batch_size,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_seed,
+)
 
 __all__ = ["Loss", "TrainingHistory", "Validate", "Validation", "train"]
 
@@ -294,6 +301,17 @@ def train(
     validate_every = check_int(validate_every, "validate_every", 1)
     checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
     workers = check_int(workers, "workers", 0)
+    for name, flag in (
+        ("shuffle", shuffle),
+        ("drop_last", drop_last),
+        ("resume", resume),
+        ("progress", progress),
+    ):
+        check_bool(flag, name)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str (the progress bar's label); got {type(desc).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path or None; got {type(checkpoint).__name__}")
     path = None if checkpoint is None else Path(checkpoint)
     if path is not None and path.is_dir():
         raise ValueError(f"checkpoint must be a file path; {path} is a folder")
