@@ -314,3 +314,16 @@ def test_any_matrix_is_refused_or_factorised_finitely(name: str) -> None:
         _refused_or_finite(f"concepts.{name}.fit_transform", lambda: learner.fit_transform(activations))
 
     check()
+
+
+def test_craft_takes_float64_images_as_the_model_dtype() -> None:
+    """float64 (what ``torch.from_numpy`` gives) is converted to the model's dtype, as for the methods."""
+    model = tiny_model()
+    images = tiny_images(8)
+    craft = Craft(model, layer="2", n_concepts=2, patch_size=16, batch_size=8, progress=False)
+    fitted = accepts("concepts.Craft.fit", lambda: craft.fit(images.double(), class_id=0), model=model)
+    reference = Craft(model, layer="2", n_concepts=2, patch_size=16, batch_size=8, progress=False)
+    reference.fit(images, class_id=0)
+    codes = accepts("concepts.Craft.transform", lambda: fitted.transform(images.double()), model=model)
+    assert codes.dtype == torch.float32
+    torch.testing.assert_close(codes, reference.transform(images))

@@ -352,7 +352,7 @@ class Craft:
             learner that needs ``A >= 0`` (NMF: the message names the layer and suggests
             ``dictionary="semi_nmf"`` or ``"pca"``).
         """
-        images = check_images(images)
+        images = check_images(images, model=self.model)
         class_id = self._check_class(class_id)
         height, width = images.shape[2:]
         size = self._check_size() or (int(height), int(width))
@@ -440,7 +440,7 @@ class Craft:
         with ``W`` fixed (the learner's ``transform``: non-negative least squares for NMF).
         Returned on the device of ``images``.
         """
-        images = check_images(images)
+        images = check_images(images, model=self.model)
         parts: list[Tensor] = []
         with eval_mode(self.model):
             for coded in self._coded_batches(images, "CRAFT transform"):
@@ -498,7 +498,7 @@ class Craft:
                 f"method must be one of {', '.join(map(repr, _CONCEPT_MAP_METHODS))}; got {method!r}"
             )
         chosen = self._concept_indices(concepts)
-        images = check_images(images)
+        images = check_images(images, model=self.model)
         if method == "coefficients":
             grid = self.transform(images)[..., chosen].permute(0, 3, 1, 2)
         else:
@@ -625,7 +625,7 @@ class Craft:
             ),
             "seed": self.seed if seed is None else check_seed(seed),
         }
-        images = check_images(images)
+        images = check_images(images, model=self.model)
         parts: list[Tensor] = []
         with eval_mode(self.model):
             for space in self._concept_spaces(images, f"CRAFT importance ({method})"):

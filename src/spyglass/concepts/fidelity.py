@@ -89,7 +89,7 @@ def _curve_metric(
     craft: object, images: Tensor, importance: object, *, insertion: bool
 ) -> tuple[Tensor, Tensor]:
     fitted = _check_craft(craft)
-    images = check_images(images)
+    images = check_images(images, model=fitted.model)
     weights = _check_importance(importance, images.shape[0], fitted.n_concepts)
     masks = _ordered_masks(weights, insertion=insertion)
     name = "insertion" if insertion else "deletion"
@@ -227,7 +227,7 @@ def concept_mufidelity(
         )
     nb_samples = check_int(nb_samples, "nb_samples", 2)
     generator = torch.Generator().manual_seed(check_seed(seed))
-    images = check_images(images)
+    images = check_images(images, model=fitted.model)
     weights = _check_importance(importance, images.shape[0], n_concepts)
 
     chosen = torch.rand(nb_samples, n_concepts, generator=generator).argsort(dim=1)[:, :subset_size]

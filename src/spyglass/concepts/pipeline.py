@@ -430,7 +430,7 @@ def class_concepts(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    images = check_images(images)
+    images = check_images(images, model=model)
     if not isinstance(importance, str) or importance not in IMPORTANCE_METHODS:
         raise ValueError(
             f"importance must be one of {', '.join(map(repr, IMPORTANCE_METHODS))}; got {importance!r}"

@@ -222,7 +222,7 @@ class VisionModel(nn.Module):
         progress
             Show a progress bar (on a terminal).
         """
-        check_images(images)
+        images = check_images(images, model=self)
         check_int(top_k, "top_k", 1)
         top_k = min(top_k, self.num_classes)
         logits = batched_forward(self, images, batch_size=batch_size, progress=progress)

@@ -132,7 +132,7 @@ class HeadFineTuning:
 
     def __call__(self, images: Tensor, labels: Tensor) -> nn.Module:
         """A copy of the backbone with a head trained on ``images`` and ``labels``."""
-        images = check_images(images)
+        images = check_images(images, model=self.backbone)
         head = classifier_head(self.backbone)
         labels = check_targets(labels, images.shape[0], head.out_features)
         features = self.features(images).detach()
