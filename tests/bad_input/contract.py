@@ -34,7 +34,7 @@ from torch import nn
 import spyglass
 from tests.helpers import ModelState
 
-__all__ = ["TALLY", "accepts", "refuses", "spyglass_error"]
+__all__ = ["TALLY", "accepts", "count", "either", "refuses", "spyglass_error"]
 
 SPYGLASS_SOURCE = Path(spyglass.__file__).resolve().parent
 
@@ -42,7 +42,8 @@ SPYGLASS_SOURCE = Path(spyglass.__file__).resolve().parent
 TALLY: dict[str, Counter[str]] = {}
 
 
-def _count(entry: str, outcome: str) -> None:
+def count(entry: str, outcome: str) -> None:
+    """Tally one call of ``entry`` (for harnesses that classify outcomes themselves, like the CLI's)."""
     TALLY.setdefault(entry, Counter())[outcome] += 1
 
 
@@ -99,15 +100,15 @@ def refuses(
             result = call()
         except Exception as error:
             if not spyglass_error(error):
-                _count(entry, "crashed")
+                count(entry, "crashed")
                 what = f"{type(error).__name__}: {error}"
                 raise AssertionError(f"{entry}: crashed instead of refusing: {what}") from error
             if match is not None and match.lower() not in str(error).lower():
-                _count(entry, "unclear")
+                count(entry, "unclear")
                 raise AssertionError(f"{entry}: refused without saying {match!r}: {error}") from error
-            _count(entry, "refused")
+            count(entry, "refused")
             return error
-    _count(entry, "silently accepted")
+    count(entry, "silently accepted")
     raise AssertionError(f"{entry}: silently accepted bad input (returned {type(result).__name__})")
 
 
@@ -117,11 +118,34 @@ def accepts(entry: str, call: Callable[[], object], *, model: nn.Module | None =
         try:
             result = call()
         except Exception as error:
-            _count(entry, "crashed" if not spyglass_error(error) else "wrongly refused")
+            count(entry, "crashed" if not spyglass_error(error) else "wrongly refused")
             what = f"{type(error).__name__}: {error}"
             raise AssertionError(f"{entry}: failed on valid input: {what}") from error
     if not _finite(result):
-        _count(entry, "non-finite result")
+        count(entry, "non-finite result")
         raise AssertionError(f"{entry}: returned NaN or infinity")
-    _count(entry, "accepted")
+    count(entry, "accepted")
+    return result
+
+
+def either(entry: str, call: Callable[[], object], *, model: nn.Module | None = None) -> object:
+    """Assert that ``call()`` either refuses cleanly or returns a finite result (generative fuzzing).
+
+    For inputs drawn from a space where valid and invalid values mix (random matrices, say),
+    the property is that nothing crashes and nothing non-finite comes back.
+    """
+    with _watch(model):
+        try:
+            result = call()
+        except Exception as error:
+            if not spyglass_error(error):
+                count(entry, "crashed")
+                what = f"{type(error).__name__}: {error}"
+                raise AssertionError(f"{entry}: crashed: {what}") from error
+            count(entry, "refused")
+            return error
+    if not _finite(result):
+        count(entry, "non-finite result")
+        raise AssertionError(f"{entry}: returned NaN or infinity")
+    count(entry, "accepted")
     return result

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from spyglass import models
 from spyglass.cli import app
-from tests.bad_input.contract import _count
+from tests.bad_input.contract import count
 from tests.bad_input.test_data import write_bomb
 from tests.tiny import tiny_model
 
@@ -165,18 +165,18 @@ def test_every_malformed_call_is_one_error_line_and_exit_2(
         lines = result.output.strip().splitlines()
         errors = [line for line in lines if line.startswith("error: ")]
         if result.exception is not None and not isinstance(result.exception, SystemExit):
-            _count(entry, "crashed")
+            count(entry, "crashed")
             raise AssertionError(f"{entry} ({what}): {type(result.exception).__name__}: {result.exception}")
         if result.exit_code == 0:
-            _count(entry, "silently accepted")
+            count(entry, "silently accepted")
             raise AssertionError(f"{entry} ({what}) exited 0: {result.output}")
         if result.exit_code != 2 or len(errors) != 1 or "Traceback" in result.output:
-            _count(entry, "unclear")
+            count(entry, "unclear")
             raise AssertionError(f"{entry} ({what}) exited {result.exit_code}: {result.output}")
         if what.startswith("--out"):  # where the results go is checked before any work
             assert not loads, f"{entry} ({what}) loaded {loads} before refusing --out"
             assert "--out" in errors[0]
-        _count(entry, "refused")
+        count(entry, "refused")
 
 
 def test_a_decompression_bomb_is_a_one_line_warning(photo: Path, tmp_path: Path, loads: list[str]) -> None:
@@ -224,7 +224,7 @@ def test_numeric_options_fuzzed(limit: str, batch: str, loads: list[str]) -> Non
             and result.output.startswith("error: ")
             and len(result.output.splitlines()) == 1
         )
-        _count(entry, "refused" if ok else "unclear")
+        count(entry, "refused" if ok else "unclear")
         assert ok, (args, result.output)
 
 

@@ -23,7 +23,7 @@ from hypothesis.extra.numpy import arrays
 from spyglass import concepts
 from spyglass.concepts import Craft, class_concepts, strategic_cluster_graph
 from spyglass.registry import keyword_options
-from tests.bad_input.contract import _count, _finite, accepts, refuses, spyglass_error
+from tests.bad_input.contract import accepts, either, refuses
 from tests.tiny import tiny_images, tiny_model
 
 LEARNERS = concepts.list_learners()
@@ -276,22 +276,6 @@ def test_class_concepts_refuses_bad_options_before_any_work(options: dict[str, o
     )
 
 
-def _refused_or_finite(entry: str, call: Any) -> None:
-    """Whatever came: a clean refusal, or a result with no NaN or infinity (the fuzz's property)."""
-    try:
-        result = call()
-    except Exception as error:
-        if not spyglass_error(error):
-            _count(entry, "crashed")
-            raise AssertionError(f"{entry}: crashed: {type(error).__name__}: {error}") from error
-        _count(entry, "refused")
-        return
-    if not _finite(result):
-        _count(entry, "non-finite result")
-        raise AssertionError(f"{entry}: returned NaN or infinity")
-    _count(entry, "accepted")
-
-
 any_matrix = arrays(
     np.float32,
     st.tuples(st.integers(1, 12), st.integers(1, 5)),
@@ -311,7 +295,7 @@ def test_any_matrix_is_refused_or_factorised_finitely(name: str) -> None:
     def check(matrix: np.ndarray, n_concepts: int) -> None:
         activations = torch.from_numpy(matrix)
         learner = concepts.create_learner(name, n_concepts, **_options(name))
-        _refused_or_finite(f"concepts.{name}.fit_transform", lambda: learner.fit_transform(activations))
+        either(f"concepts.{name}.fit_transform", lambda: learner.fit_transform(activations))
 
     check()
 

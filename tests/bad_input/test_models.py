@@ -19,7 +19,7 @@ from torch import nn
 
 from spyglass import models
 from spyglass.models import VisionModel
-from tests.bad_input.contract import _count, accepts, refuses, spyglass_error
+from tests.bad_input.contract import accepts, count, refuses, spyglass_error
 from tests.tiny import tiny_cnn, tiny_images
 
 GOOD: dict[str, Any] = {
@@ -153,10 +153,10 @@ def test_any_normalisation_is_refused_or_gives_finite_logits(
         model = _wrap(network, mean=mean, std=std)
     except Exception as error:
         assert spyglass_error(error), f"{type(error).__name__}: {error}"
-        _count("models.VisionModel", "refused")
+        count("models.VisionModel", "refused")
         return
     logits = model(tiny_images(2))
     # Huge but finite values may overflow in the network: that is the network's range, not an input error.
     if all(abs(m) < 1e6 for m in mean) and all(1e-6 < s < 1e6 for s in std):
         assert torch.isfinite(logits).all()
-    _count("models.VisionModel", "accepted")
+    count("models.VisionModel", "accepted")
