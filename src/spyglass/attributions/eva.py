@@ -339,7 +339,7 @@ class EVA(Attribution):
         return self._verified(self.model, ball, sets, spec, target)
 
     def _free(self, cells: Tensor, rows: slice) -> Tensor:
-        """``(B, H, W)``: 1 where set ``j`` of ``rows`` lets a pixel move (set 0: all; set j: all but cell j − 1)."""
+        """``(B, H, W)``: 1 where each set of ``rows`` lets a pixel move (set 0: all; set j: not cell j − 1)."""
         fixed = torch.arange(rows.start, rows.stop, device=cells.device) - 1  # set 0 fixes cell −1: none
         return (cells[None] != fixed[:, None, None]).to(torch.float32)
 
