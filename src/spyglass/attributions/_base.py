@@ -128,6 +128,11 @@ class Attribution(ABC):
             )
         return maps.detach().to(torch.float32)
 
+    @property
+    def label(self) -> str:
+        """How figures title this method's maps: its registered name (a method may add what holds of them)."""
+        return self.name or type(self).__name__
+
     @abstractmethod
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:
         """The method's algorithm on checked input: ``(N, 3, H, W)``, ``(N,)`` → ``(N, H, W)``."""

@@ -255,6 +255,11 @@ class EVA(Attribution):
         """Whether the maps are verified: the overlaps are true upper bounds (``"ibp"``, ``"crown"``)."""
         return self.bounds in _VERIFIED
 
+    @property
+    def label(self) -> str:
+        """The figures' title of these maps: the mode, and whether the maps are verified."""
+        return f"{self.name} ({self.bounds}, {'verified' if self.guaranteed else 'not guaranteed'})"
+
     def __repr__(self) -> str:
         return (
             f"EVA(epsilon={self.epsilon:g}, grid_size={self.grid_size}, bounds={self.bounds!r}, "
@@ -339,7 +344,7 @@ class EVA(Attribution):
         return self._verified(self.model, ball, sets, spec, target)
 
     def _free(self, cells: Tensor, rows: slice) -> Tensor:
-        """``(B, H, W)``: 1 where each set of ``rows`` lets a pixel move (set 0: all; set j: not cell j − 1)."""
+        """``(B, H, W)``: 1 where each set of ``rows`` lets a pixel move (set 0: all; set j: not cell j-1)."""
         fixed = torch.arange(rows.start, rows.stop, device=cells.device) - 1  # set 0 fixes cell −1: none
         return (cells[None] != fixed[:, None, None]).to(torch.float32)
 
