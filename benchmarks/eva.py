@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     machine = report["machine"]
     print(
         f"spyglass EVA: EfficientNet-Lite0, CPU, {machine['threads']} torch threads, "
-        f"{machine['cpu_count']} CPUs{', quick settings (a smoke run: not figures)' if result['quick'] else ''}; "
+        f"{machine['cpu_count']} CPUs{', quick settings (a smoke run)' if result['quick'] else ''}; "
         f"allocator {report['allocator']}"
     )
     print(f"data: {result['data']}")
