@@ -7,82 +7,17 @@ with the norm over the free pixels only, and EVA is a closed form.
 
 from __future__ import annotations
 
-import operator
-import sys
-import types
 from collections import OrderedDict
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from spyglass import attributions, models
+from spyglass import attributions, bounds
 from spyglass.attributions.eva import default_eva_layer
 from spyglass.engines.grid import cell_of_pixel
 from tests.helpers import left_as_found, mixed_mode
 from tests.tiny import ResidualNet, tiny_model
-
-# --- a temporary exact IBP (Linear, ReLU, flatten, constant products), until spyglass.bounds lands
-
-
-class _Unsupported(ValueError):
-    pass
-
-
-def _interval(
-    model: nn.Module, lower: Tensor, upper: Tensor, *, spec: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    traced = models.trace(model)
-    values: dict[str, tuple[Tensor, Tensor]] = {}
-    nodes = list(traced.graph.nodes)
-    output = nodes[-1]
-    last = output.args[0]
-    for node in nodes:
-        if node.op == "placeholder":
-            values[node.name] = (lower, upper)
-        elif node.op == "get_attr":
-            constant = traced.get_buffer(node.target)
-            values[node.name] = (constant, constant)
-        elif node.op == "call_module":
-            module = traced.get_submodule(node.target)
-            low, high = values[node.args[0].name]
-            if isinstance(module, nn.Linear):
-                weight, bias = module.weight, module.bias
-                centre, radius = (low + high) / 2, (high - low) / 2
-                if spec is not None and node is last:
-                    folded = spec @ weight  # (N, K, in)
-                    mid = torch.einsum("nki,ni->nk", folded, centre) + spec @ bias
-                    spread = torch.einsum("nki,ni->nk", folded.abs(), radius)
-                else:
-                    mid, spread = centre @ weight.T + bias, radius @ weight.abs().T
-                values[node.name] = (mid - spread, mid + spread)
-            elif isinstance(module, nn.ReLU):
-                values[node.name] = (low.relu(), high.relu())
-            elif isinstance(module, nn.Flatten):
-                values[node.name] = (low.flatten(1), high.flatten(1))
-            else:
-                raise _Unsupported(f"unsupported module {type(module).__name__} at {node.name}")
-        elif node.op == "call_function" and node.target is operator.mul:
-            (a_low, a_high), (b_low, _) = values[node.args[0].name], values[node.args[1].name]
-            products = torch.stack([a_low * b_low, a_high * b_low])
-            values[node.name] = (products.amin(0), products.amax(0))
-        elif node.op == "output":
-            return values[node.args[0].name]
-        else:
-            raise _Unsupported(f"unsupported operation {node.target} at {node.name}")
-    raise AssertionError("no output")
-
-
-_FAKE = types.ModuleType("spyglass.bounds")
-_FAKE.interval_bounds = _interval  # type: ignore[attr-defined]
-_FAKE.linear_bounds = lambda model, lower, upper, spec=None: _interval(model, lower, upper, spec=spec)  # type: ignore[attr-defined]
-_FAKE.UnsupportedOperationError = _Unsupported  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def _bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "spyglass.bounds", _FAKE)
-
 
 # --- the models ------------------------------------------------------------------------------
 
@@ -238,7 +173,7 @@ def test_hybrid_box_contains_the_clean_features_and_lies_inside_ibps_box() -> No
     assert bool(((lower <= clean) & (clean <= upper)).all())
     for fixed in range(-1, 16):
         free = (cells != fixed).float()
-        ibp_low, ibp_high = _interval(g, (x - 0.1 * free)[None], (x + 0.1 * free)[None])
+        ibp_low, ibp_high = bounds.interval_bounds(g, (x - 0.1 * free)[None], (x + 0.1 * free)[None])
         row = fixed + 1
         assert bool((ibp_low[0] <= lower[row] + 1e-6).all() and (upper[row] <= ibp_high[0] + 1e-6).all())
     assert bool((upper[0] - lower[0] > 0).any())
@@ -359,7 +294,7 @@ def test_model_left_as_found_in_every_mode_and_on_failure(monkeypatch: pytest.Mo
         def failing(*args: object, **kwargs: object) -> None:
             raise RuntimeError("bound failed")
 
-        monkeypatch.setattr(_FAKE, "interval_bounds", failing)
+        monkeypatch.setattr(bounds, "interval_bounds", failing)
         with pytest.raises(RuntimeError, match="bound failed"):
             method(x, 0)
 

@@ -14,6 +14,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from spyglass import bounds as bound_propagation
 from spyglass.attributions._base import Attribution, levels
 from spyglass.attributions._registry import register
 from spyglass.engines.forward import iter_batches, model_device
@@ -372,8 +373,6 @@ class EVA(Attribution):
         return torch.cat(overlaps)
 
     def _bound_function(self, network: nn.Module) -> BoundFn:
-        from spyglass import bounds as bound_propagation
-
         method = "crown" if self.bounds == "crown" else "ibp"
 
         def bound(lower: Tensor, upper: Tensor, spec: Tensor | None) -> tuple[Tensor, Tensor]:
