@@ -304,3 +304,7 @@ def test_registered_with_its_kind_and_repr() -> None:
     assert attributions.list_methods(kind="verified") == ["eva"]
     assert "guaranteed=False" in repr(eva(mlp()))
     assert "guaranteed=True" in repr(eva(mlp(), bounds="crown"))
+    # What figures title the maps with (spyglass explain, the demo).
+    assert eva(mlp()).label == "eva (hybrid, not guaranteed)"
+    assert eva(mlp(), bounds="ibp").label == "eva (ibp, verified)"
+    assert attributions.Saliency(mlp()).label == "saliency"

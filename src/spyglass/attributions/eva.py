@@ -412,12 +412,12 @@ class EVA(Attribution):
         sets = self.grid_size**2 + 1
         lower: Tensor | None = None
         upper: Tensor | None = None
+        free = self._free(cells, slice(0, sets))
         with torch.no_grad():
             for rows in iter_batches(sets * per_set, self.batch_size):
                 index = torch.arange(rows.start, rows.stop, device=image.device)
                 set_of_row, draw_of_row = index // per_set, index % per_set
-                free = self._free(cells, slice(0, sets))[set_of_row]
-                inputs = image + deltas[draw_of_row] * free[:, None]
+                inputs = image + deltas[draw_of_row] * free[set_of_row, None]
                 features = g(inputs.clamp(0, 1) if self.clip else inputs)
                 if lower is None or upper is None:
                     lower = torch.full((sets, *features.shape[1:]), torch.inf, device=features.device)
