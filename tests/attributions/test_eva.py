@@ -308,3 +308,12 @@ def test_registered_with_its_kind_and_repr() -> None:
     assert eva(mlp()).label == "eva (hybrid, not guaranteed)"
     assert eva(mlp(), bounds="ibp").label == "eva (ibp, verified)"
     assert attributions.Saliency(mlp()).label == "saliency"
+
+
+def test_crown_that_does_not_fit_points_to_the_hybrid_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    def too_big(*args: object, **kwargs: object) -> None:
+        raise ValueError("CROWN would hold about 1e5 GiB of linear coefficients, over memory_limit = 2 GiB")
+
+    monkeypatch.setattr(bounds, "linear_bounds", too_big)
+    with pytest.raises(ValueError, match=r"(?s)EVA could not bound the model with CROWN: .*GiB.*bounds='hybrid'"):
+        eva(mlp(), bounds="crown")(images(1), 0)
