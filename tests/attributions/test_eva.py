@@ -315,5 +315,5 @@ def test_crown_that_does_not_fit_points_to_the_hybrid_mode(monkeypatch: pytest.M
         raise ValueError("CROWN would hold about 1e5 GiB of linear coefficients, over memory_limit = 2 GiB")
 
     monkeypatch.setattr(bounds, "linear_bounds", too_big)
-    with pytest.raises(ValueError, match=r"(?s)EVA could not bound the model with CROWN: .*GiB.*bounds='hybrid'"):
+    with pytest.raises(ValueError, match=r"(?s)could not bound the model with CROWN: .*GiB.*bounds='hybrid'"):
         eva(mlp(), bounds="crown")(images(1), 0)
