@@ -53,6 +53,8 @@ class Activation:
         An upper bound of ``|f''|`` for a smooth ``f``.
     minimum_at
         Where a smooth non-monotone ``f`` has its single minimum.
+    monotone
+        ``f`` is non-decreasing: its interval is ``[f(l), f(u)]``.
     """
 
     function: Callable[[Tensor], Tensor]
@@ -60,6 +62,7 @@ class Activation:
     piece_slopes: tuple[float, ...] = ()
     curvature: float = 0.0
     minimum_at: float | None = None
+    monotone: bool = False
 
     def critical_points(self) -> tuple[float, ...]:
         if self.kinks is not None:
@@ -68,6 +71,8 @@ class Activation:
 
     def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
         """The exact interval ``[min f, max f]`` over ``[lower, upper]`` (element-wise)."""
+        if self.monotone:
+            return self.function(lower), self.function(upper)
         points = [lower, upper]
         for point in self.critical_points():
             points.append(torch.minimum(torch.maximum(lower, lower.new_tensor(point)), upper))
@@ -155,7 +160,8 @@ def piecewise_linear(
     function: Callable[[Tensor], Tensor], kinks: tuple[float, ...], slopes: tuple[float, ...]
 ) -> Activation:
     """A piecewise-linear activation with the given kinks and piece slopes."""
-    return Activation(function=function, kinks=kinks, piece_slopes=slopes)
+    monotone = all(slope >= 0 for slope in slopes)
+    return Activation(function=function, kinks=kinks, piece_slopes=slopes, monotone=monotone)
 
 
 def clamp(minimum: float | None, maximum: float | None) -> Activation:
@@ -178,7 +184,7 @@ def leaky_relu(negative_slope: float) -> Activation:
 def smooth(name: str) -> Activation:
     """Sigmoid, Tanh, SiLU, GELU (``"gelu_tanh"``: its tanh approximation)."""
     if name == "sigmoid":
-        return Activation(function=torch.sigmoid, curvature=_CURVATURE[name])
+        return Activation(function=torch.sigmoid, curvature=_CURVATURE[name], monotone=True)
     if name == "tanh":
-        return Activation(function=torch.tanh, curvature=_CURVATURE[name])
+        return Activation(function=torch.tanh, curvature=_CURVATURE[name], monotone=True)
     return Activation(function=_SMOOTH_FUNCTIONS[name], curvature=_CURVATURE[name], minimum_at=_argmin(name))

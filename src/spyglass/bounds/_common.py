@@ -22,7 +22,7 @@ from spyglass.bounds._graph import (
     variable_nodes,
 )
 from spyglass.engines import eval_mode
-from spyglass.models import trace
+from spyglass.models import TracingError, trace
 
 __all__: list[str] = []
 
@@ -67,7 +67,16 @@ def graph_of(model: object) -> fx.GraphModule:
         return model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    return trace(model)
+    try:
+        return trace(model)
+    except TracingError:
+        # A module that tracing keeps whole inside a network (timm's Conv2dSame) cannot be the
+        # root of a trace; inside a container it is one node.
+        try:
+            return trace(nn.Sequential(model))
+        except TracingError:
+            pass
+        raise
 
 
 def check_dtype(model: nn.Module, lower: Tensor) -> None:
@@ -172,3 +181,15 @@ def spec_interval(
 
     relaxations: dict[str, Relaxation] = {}
     return backward(program, boxes, program.output, spec, process, relaxations)
+
+
+def checked_result(bounds: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The bounds, unless they overflowed: ``inf - inf`` is NaN, and NaN is no bound."""
+    low, high = bounds
+    if torch.isnan(low).any() or torch.isnan(high).any():
+        raise ValueError(
+            f"the bounds overflowed ({low.dtype} cannot hold them: infinite intermediate bounds met with "
+            "opposite signs); use a smaller box, float64 (model.double() and float64 bounds), or bound "
+            "a part of the network (spyglass.models.split)"
+        )
+    return low, high

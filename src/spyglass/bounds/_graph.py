@@ -301,14 +301,21 @@ def _binder(
     """
     bound = {n: constant(constants[n]) for n in node.all_input_nodes if n not in inputs}
 
+    def literal(argument: Any) -> Any:
+        return argument if isinstance(argument, fx.Node) else constant(argument)
+
+    # Literals (the 2 of `2 * x`) are constants too.
+    template_args = fx.node.map_aggregate(node.args, literal)
+    template_kwargs = fx.node.map_aggregate(node.kwargs, literal)
+
     def call(*tensors: Tensor) -> Tensor:
         lookup = dict(zip(inputs, tensors, strict=True))
 
         def value(n: fx.Node) -> Any:
             return lookup[n] if n in lookup else bound[n]
 
-        args = fx.map_arg(node.args, value)
-        kwargs = fx.map_arg(node.kwargs, value)
+        args = fx.map_arg(template_args, value)
+        kwargs = fx.map_arg(template_kwargs, value)
         return target(*args, **kwargs)
 
     return call

@@ -9,6 +9,7 @@ from spyglass.bounds._common import (
     check_box,
     check_dtype,
     check_spec,
+    checked_result,
     compile_checked,
     fold_nodes,
     graph_of,
@@ -90,6 +91,6 @@ def interval_bounds(
         program, boxes = compile_checked(graph, lower, upper, kept.__contains__)
         output = boxes[program.output]
         if spec is None:
-            return output
+            return checked_result(output)
         coefficients = check_spec(spec, output[0])
-        return spec_interval(program, boxes, coefficients, through)
+        return checked_result(spec_interval(program, boxes, coefficients, through))

@@ -13,6 +13,7 @@ from spyglass.bounds._common import (
     check_box,
     check_dtype,
     check_spec,
+    checked_result,
     compile_checked,
     fold_nodes,
     graph_of,
@@ -101,12 +102,15 @@ def _crown(
         low, high = backward(program, boxes, program.output, start, _all, relaxations)
         if coefficients is None:
             result = (low.view_as(final[0]), high.view_as(final[1]))
-            interval = final
+            intervals = [final, ibp[program.output]]
         else:
             result = (low, high)
-            interval = spec_interval(program, boxes, coefficients, through)
+            intervals = [spec_interval(program, bounds, coefficients, through) for bounds in (boxes, ibp)]
         if intersect:
-            result = _intersect(result, interval)
+            # IBP from the tightened boxes, and plain IBP: equal or tighter in exact arithmetic,
+            # and with both the result is never looser than interval_bounds' even after rounding.
+            for interval in intervals:
+                result = _intersect(result, interval)
         return program, boxes, result
 
 
@@ -184,7 +188,7 @@ def linear_bounds(
     """
     intermediate = check_choice(intermediate, "intermediate", ("crown", "ibp"))  # type: ignore[assignment]
     memory_limit = check_int(memory_limit, "memory_limit", minimum=1, hint="bytes")
-    return _crown(model, lower, upper, spec, intermediate, memory_limit)[2]
+    return checked_result(_crown(model, lower, upper, spec, intermediate, memory_limit)[2])
 
 
 def layer_bounds(
@@ -201,6 +205,21 @@ def layer_bounds(
     last); a leaf module that is two operations (timm's ``BatchNormAct2d``) adds its
     inner step as ``"<node>.bn"``. With ``method="crown"`` the inputs of activations and
     the output are bounded by CROWN ∩ IBP, and the other nodes by IBP from those.
+
+    Parameters
+    ----------
+    model, lower, upper
+        As in :func:`interval_bounds`.
+    method
+        ``"ibp"`` or ``"crown"`` (full CROWN: see :func:`linear_bounds`).
+    memory_limit
+        As in :func:`linear_bounds` (``method="crown"`` only).
+
+    Returns
+    -------
+    dict
+        Node name → ``(lower, upper)``, each of that node's shape (batch first). Every
+        box is kept, so this needs the memory of all the network's activations, twice.
 
     Examples
     --------
