@@ -167,3 +167,29 @@ def test_default_methods_are_the_registered_ones(
     )
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.glob("*.npy")] == ["coffee.saliency.npy"]
+
+
+def test_explain_with_eva_and_its_options(photos: Path, tmp_path: Path) -> None:
+    """EVA takes options like any method; the figure says its maps are not guaranteed (hybrid)."""
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(photos / "coffee.jpg"),
+            "-M",
+            "eva",
+            "--option",
+            "eva.epsilon=0.01",
+            "--option",
+            "eva.grid_size=2",
+            "--option",
+            "eva.nb_samples=1",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = np.load(tmp_path / "coffee.eva.npy")
+    assert saved.shape == (224, 224) and len(np.unique(saved)) <= 4  # one value per cell of 2 × 2
+    assert (tmp_path / "attributions.png").is_file()

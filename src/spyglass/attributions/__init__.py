@@ -13,6 +13,7 @@ True
 
 from spyglass.attributions._base import KINDS, SETTINGS_LEVELS, Attribution, levels
 from spyglass.attributions._registry import create, list_methods, method_class, method_settings, register
+from spyglass.attributions.eva import EVA
 from spyglass.attributions.gradcam import GradCAM, GradCAMPlusPlus
 from spyglass.attributions.gradient_input import GradientInput
 from spyglass.attributions.guided import DeconvNet, GuidedBackprop
@@ -27,6 +28,7 @@ from spyglass.attributions.smoothgrad import NoiseTunnel, SmoothGrad, SquareGrad
 from spyglass.attributions.sobol import SobolAttribution
 
 __all__ = [
+    "EVA",
     "KINDS",
     "RISE",
     "SETTINGS_LEVELS",

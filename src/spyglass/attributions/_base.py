@@ -27,7 +27,7 @@ from spyglass.validation import (
 __all__ = ["KINDS", "SETTINGS_LEVELS", "Attribution", "levels"]
 
 # What a method needs of the model, which says where it can run and what it can be composed with.
-KINDS = ("gradient", "propagation", "cam", "black-box")
+KINDS = ("gradient", "propagation", "cam", "black-box", "verified")
 # Settings levels, cheapest first; "default" is the constructor's own defaults and is never declared.
 SETTINGS_LEVELS = ("cheap", "quick", "demo", "default")
 
@@ -81,8 +81,11 @@ class Attribution(ABC):
         One of :data:`KINDS`: ``"gradient"`` (gradients of the objective with respect to
         the input), ``"propagation"`` (a rewritten backward pass: Guided Backprop,
         DeconvNet), ``"cam"`` (a layer's activations weighted by gradients: needs a
-        convolutional feature map) or ``"black-box"`` (forward passes on perturbed
-        images only).
+        convolutional feature map), ``"black-box"`` (forward passes on perturbed
+        images only) or ``"verified"`` (bounds of the output over whole sets of
+        perturbations, propagated through the traced graph and its weights: needs a
+        model that :func:`~spyglass.models.trace` traces, made of operations that
+        :mod:`spyglass.bounds` has rules for; EVA).
     ``settings``
         Options per level of :data:`SETTINGS_LEVELS`, declared only where the
         constructor's defaults cost too much for that level: ``"cheap"`` runs on a 32 px
@@ -132,6 +135,11 @@ class Attribution(ABC):
                 f"{type(self).__name__} returned maps of shape {tuple(maps.shape)}; expected {expected}"
             )
         return maps.detach().to(torch.float32)
+
+    @property
+    def label(self) -> str:
+        """How figures title this method's maps: its registered name (a method may add what holds of them)."""
+        return self.name or type(self).__name__
 
     @abstractmethod
     def explain(self, images: Tensor, targets: Tensor) -> Tensor:

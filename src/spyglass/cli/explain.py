@@ -110,12 +110,13 @@ def explain(
             check_class(target, vision_model)
         images, image_paths = read_images(vision_model, merge_paths(paths), limit=limit, progress=progress)
         targets, why = resolve_targets(vision_model, images, target, batch_size=batch_size, progress=progress)
-        maps = {
+        explainers = {
             name: attributions.create(
                 name, vision_model, batch_size=batch_size, progress=progress, **options[name]
-            )(images, targets)
+            )
             for name in chosen
         }
+        maps = {name: method(images, targets) for name, method in explainers.items()}
 
     with user_errors(OSError):  # --out may be unwritable
         out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,7 @@ def explain(
             images[:shown],
             {name: values[:shown] for name, values in maps.items()},
             row_labels=row_labels[:shown],
+            titles=[method.label for method in explainers.values()],
         )
         grid = out / "attributions.png"
         figure.savefig(grid)

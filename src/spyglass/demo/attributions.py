@@ -57,7 +57,7 @@ def attributions_section(
         seconds = time.perf_counter() - start
         signed = plots.is_signed(maps)
         header.append(
-            f'<th scope="col">{page.escape(method.replace("_", " "))}'
+            f'<th scope="col">{page.escape(explainer.label.replace("_", " "))}'
             f'<div class="time">{seconds:.1f} s</div>{_ramp(signed)}</th>'
         )
         cells = []

@@ -22,8 +22,18 @@ __all__ = [
 # The attribution methods of the demo, in column order. Each runs at the "demo" settings it
 # declares (attributions.method_settings(name, "demo")), cheap enough for a 2-core CPU: per
 # photo, 1 gradient (saliency, gradcam), 16 (integrated_gradients, smoothgrad), 408 forward
-# passes (sobol) and 400 (rise); about 80 forward passes or 25 gradients a second there.
-DEMO_METHODS: tuple[str, ...] = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "sobol", "rise")
+# passes (sobol), 400 (rise) and 259 (eva's hybrid mode: 37 sets of a 6 × 6 grid × 7 points,
+# about 23 s for the 7 photos, under the 30 s an EVA column may cost); about 80 forward
+# passes or 25 gradients a second there.
+DEMO_METHODS: tuple[str, ...] = (
+    "saliency",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradcam",
+    "sobol",
+    "rise",
+    "eva",
+)
 # Images per batch: the per-image cost of the default model is lowest near 16 (DESIGN.md).
 DEMO_BATCH_SIZE = 16
 # The metrics of the demo's table, cheap: per method, 7 photos × (11 + 11 + 33) forward passes.
