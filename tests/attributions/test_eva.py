@@ -187,6 +187,15 @@ def test_hybrid_on_a_blind_half_gives_zero_there_and_is_seeded() -> None:
     assert not torch.equal(eva(model, bounds="hybrid", layer="relu", nb_samples=8, seed=1)(x, 1), maps)
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "empirical"])
+def test_an_images_map_does_not_depend_on_the_other_images_of_the_call(mode: str) -> None:
+    model, x = mlp(), images(3)
+    options = {"layer": "relu", "nb_samples": 4} if mode == "hybrid" else {"pgd_steps": 3}
+    together = eva(model, bounds=mode, batch_size=5, **options)(x, 1)
+    alone = eva(model, bounds=mode, batch_size=5, **options)(x[2:], 1)
+    torch.testing.assert_close(together[2:], alone)
+
+
 def test_default_layer_is_the_input_of_the_last_linear() -> None:
     assert default_eva_layer(mlp()) == "relu"
     assert eva(affine(), bounds="hybrid").layer == "flat"

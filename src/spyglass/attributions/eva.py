@@ -176,7 +176,8 @@ class EVA(Attribution):
         Keep perturbed images in [0, 1] (the paper does not).
     seed
         Seeds the draws of ``"hybrid"`` and ``"empirical"`` (the verified modes draw
-        nothing); the same seed gives the same maps at any ``batch_size``.
+        nothing); the same seed gives the same maps at any ``batch_size``, and an
+        image's map does not depend on the other images of the call.
     batch_size
         Sets (bound passes) or perturbed images (forward passes) per batch.
 
@@ -276,7 +277,6 @@ class EVA(Attribution):
         height, width = images.shape[-2:]
         cells = cell_of_pixel(height, width, self.grid_size, device=images.device)
         device = model_device(self.model)
-        generator = torch.Generator().manual_seed(self.seed)
         maps, overlaps = [], []
         with eval_mode(self.model):
             with torch.no_grad():
@@ -301,6 +301,9 @@ class EVA(Attribution):
                         f"adversarial_class={target} is the class explained for an image; a targeted "
                         "explanation needs another class"
                     )
+                # Every image gets the same draws (as Sobol's images share one design), so an
+                # image's map does not depend on the other images of the call.
+                generator = torch.Generator().manual_seed(self.seed)
                 overlap = self._overlaps(image, int(target), classes, cells.to(device), generator)
                 overlaps.append(overlap)
                 grid = (overlap[0] - overlap[1:]).view(self.grid_size, self.grid_size)
