@@ -103,8 +103,11 @@ def constructor_defaults(cls: type) -> dict[str, Any]:
     return options
 
 
-def bad_option_values(name: str, default: object) -> list[object]:
+def bad_option_values(name: str, default: object, *, kind: str | None = None) -> list[object]:
     """Values that no option with this default can mean (each gets a clean refusal).
+
+    ``kind`` is the method's kind (for an attribution method): what a bad ``layer`` is
+    depends on it.
 
     Numbers get NaN, ±inf, -1, a bool and a string; names (str options) get an unknown name
     and a number; callables a number. Zero is left out: it is valid for several options
@@ -118,8 +121,10 @@ def bad_option_values(name: str, default: object) -> list[object]:
         return [3, "target_logit"]
     if name == "batch_size":
         return [0, -1, 2.5, True, "8"]
-    if name == "layer":  # "5" is the tiny model's pooling layer: a 1×1 map
-        return [3, "no.such.layer", "5"]
+    if name == "layer":
+        # "5" is the tiny model's pooling layer: a 1×1 map, which a CAM cannot read (EVA's
+        # hybrid mode splits there, rightly: the pooled features are its default cut).
+        return [3, "no.such.layer", *(["5"] if kind == "cam" else [])]
     if name == "base":
         return ["no-such-method", 3]
     if name == "base_options":

@@ -23,7 +23,7 @@ from spyglass.engines.grid import cell_of_pixel, upsample_cells
 from spyglass.engines.state import eval_mode
 from spyglass.models import VisionModel, split, trace
 from spyglass.progress import progress_bar
-from spyglass.validation import check_bool, check_choice, check_float, check_int, check_seed
+from spyglass.validation import check_bool, check_choice, check_float, check_int, check_logits, check_seed
 
 __all__ = ["EVA", "EVA_BOUNDS", "EVA_FORMS", "default_eva_layer"]
 
@@ -280,10 +280,16 @@ class EVA(Attribution):
         maps, overlaps = [], []
         with eval_mode(self.model):
             with torch.no_grad():
-                logits = self.model(images[:1].to(device))
+                logits = check_logits(self.model(images[:1].to(device)), targets[:1])
+                if not bool(torch.isfinite(logits).all()):
+                    raise ValueError(
+                        "the model returned NaN or infinite logits on the first image; EVA bounds "
+                        "finite logits (look at the model's outputs on these images)"
+                    )
                 if self._parts is not None:
                     self._check_split(images[:1].to(device), logits)
             classes = int(logits.shape[1])
+            check_logits(logits.expand(targets.shape[0], -1), targets)
             if self.adversarial_class is not None and self.adversarial_class >= classes:
                 raise ValueError(
                     f"adversarial_class must lie in [0, {classes - 1}] (the model has {classes} classes); "
