@@ -173,12 +173,13 @@ def test_pooling_matches_window_references() -> None:
 
 def test_vision_model_normalisation_is_bounded_per_channel() -> None:
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    # A VisionModel returns logits (N, classes): the flattened normalised pixels are its "logits".
     model = models.VisionModel(
-        nn.Identity(), mean=mean, std=std, input_size=(4, 4), class_names=["a"]
+        nn.Flatten(), mean=mean, std=std, input_size=(4, 4), class_names=[str(i) for i in range(48)]
     ).double()
     lower = torch.rand(1, 3, 4, 4, dtype=D) * 0.5
     upper = lower + 0.3
-    low, high = interval_bounds(model, lower, upper)
+    low, high = (bound.view(1, 3, 4, 4) for bound in interval_bounds(model, lower, upper))
     for c in range(3):
         torch.testing.assert_close(low[0, c], (lower[0, c] - mean[c]) / std[c])
         torch.testing.assert_close(high[0, c], (upper[0, c] - mean[c]) / std[c])
