@@ -45,6 +45,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/concepts.py
 	$(BIN)/python benchmarks/sobol.py
 	$(BIN)/python benchmarks/featureviz.py
+	$(BIN)/python benchmarks/eva.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
