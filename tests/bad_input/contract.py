@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -87,6 +87,27 @@ def _watch(model: nn.Module | None) -> Iterator[None]:
         assert not changed, "the model was not left as found:\n  " + "\n  ".join(changed)
 
 
+def _outcome(entry: str, call: Callable[[], object], model: nn.Module | None) -> tuple[bool, object]:
+    """``(True, error)`` for a clean refusal, ``(False, result)`` for a return; a crash fails here."""
+    with _watch(model):
+        try:
+            return False, call()
+        except Exception as error:
+            if not spyglass_error(error):
+                count(entry, "crashed")
+                what = f"{type(error).__name__}: {error}"
+                raise AssertionError(f"{entry}: crashed instead of refusing: {what}") from error
+            return True, error
+
+
+def _finite_result(entry: str, result: object) -> object:
+    if not _finite(result):
+        count(entry, "non-finite result")
+        raise AssertionError(f"{entry}: returned NaN or infinity")
+    count(entry, "accepted")
+    return result
+
+
 def refuses(
     entry: str, call: Callable[[], object], *, model: nn.Module | None = None, match: str | None = None
 ) -> BaseException:
@@ -95,21 +116,16 @@ def refuses(
     ``entry`` names the public entry point for the tally (``"attributions.saliency"``,
     ``"cli explain"``). ``match``, when given, must occur in the message (case-insensitive).
     """
-    with _watch(model):
-        try:
-            result = call()
-        except Exception as error:
-            if not spyglass_error(error):
-                count(entry, "crashed")
-                what = f"{type(error).__name__}: {error}"
-                raise AssertionError(f"{entry}: crashed instead of refusing: {what}") from error
-            if match is not None and match.lower() not in str(error).lower():
-                count(entry, "unclear")
-                raise AssertionError(f"{entry}: refused without saying {match!r}: {error}") from error
-            count(entry, "refused")
-            return error
-    count(entry, "silently accepted")
-    raise AssertionError(f"{entry}: silently accepted bad input (returned {type(result).__name__})")
+    refused, outcome = _outcome(entry, call, model)
+    if not refused:
+        count(entry, "silently accepted")
+        raise AssertionError(f"{entry}: silently accepted bad input (returned {type(outcome).__name__})")
+    error = cast(BaseException, outcome)
+    if match is not None and match.lower() not in str(error).lower():
+        count(entry, "unclear")
+        raise AssertionError(f"{entry}: refused without saying {match!r}: {error}") from error
+    count(entry, "refused")
+    return error
 
 
 def accepts(entry: str, call: Callable[[], object], *, model: nn.Module | None = None) -> object:
@@ -121,11 +137,7 @@ def accepts(entry: str, call: Callable[[], object], *, model: nn.Module | None =
             count(entry, "crashed" if not spyglass_error(error) else "wrongly refused")
             what = f"{type(error).__name__}: {error}"
             raise AssertionError(f"{entry}: failed on valid input: {what}") from error
-    if not _finite(result):
-        count(entry, "non-finite result")
-        raise AssertionError(f"{entry}: returned NaN or infinity")
-    count(entry, "accepted")
-    return result
+    return _finite_result(entry, result)
 
 
 def either(entry: str, call: Callable[[], object], *, model: nn.Module | None = None) -> object:
@@ -134,18 +146,8 @@ def either(entry: str, call: Callable[[], object], *, model: nn.Module | None = 
     For inputs drawn from a space where valid and invalid values mix (random matrices, say),
     the property is that nothing crashes and nothing non-finite comes back.
     """
-    with _watch(model):
-        try:
-            result = call()
-        except Exception as error:
-            if not spyglass_error(error):
-                count(entry, "crashed")
-                what = f"{type(error).__name__}: {error}"
-                raise AssertionError(f"{entry}: crashed: {what}") from error
-            count(entry, "refused")
-            return error
-    if not _finite(result):
-        count(entry, "non-finite result")
-        raise AssertionError(f"{entry}: returned NaN or infinity")
-    count(entry, "accepted")
-    return result
+    refused, outcome = _outcome(entry, call, model)
+    if refused:
+        count(entry, "refused")
+        return outcome
+    return _finite_result(entry, outcome)
