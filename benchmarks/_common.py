@@ -9,6 +9,7 @@ imported by its bare name from the scripts' own folder.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -149,4 +150,18 @@ def machine_info(
         "threads": threads,
         "load_average_1min_before": load_before,
         "load_average_1min_after": load_after,
+    }
+
+
+def child_report(allocator: str, result: dict[str, Any], load_before: float | None) -> dict[str, Any]:
+    """The JSON report of a benchmark measured in a child process: date, allocator, machine, result."""
+    import torch
+
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "allocator": f"{allocator} ({' '.join(f'{k}={v}' for k, v in TUNED_ENV.items())})"
+        if allocator == "tuned"
+        else allocator,
+        "machine": machine_info(torch.__version__, result["threads"], load_before, load_average()),
+        "result": result,
     }

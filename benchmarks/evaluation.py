@@ -31,7 +31,6 @@ a smoke run of a few minutes.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import statistics
 import sys
@@ -44,11 +43,9 @@ from _common import (
     DEFAULT_DATA,
     RESULTS,
     SETTINGS,
-    TUNED_ENV,
-    load_average,
+    child_report,
     load_images,
     log,
-    machine_info,
     positive_int,
     require_spyglass,
     run_child,
@@ -237,16 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         arguments.append("--quick")
     result = run_child(__file__, arguments, args.allocator)
-    import torch
-
-    report = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "allocator": f"{args.allocator} ({' '.join(f'{k}={v}' for k, v in TUNED_ENV.items())})"
-        if args.allocator == "tuned"
-        else args.allocator,
-        "machine": machine_info(torch.__version__, result["threads"], load_before, load_average()),
-        "result": result,
-    }
+    report = child_report(args.allocator, result, load_before)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     machine = report["machine"]
