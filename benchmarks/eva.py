@@ -59,6 +59,7 @@ MODES = ("ibp", "crown", "hybrid", "empirical")
 EPSILONS = (1, 2, 5)  # in 1/255
 COMPARED = ("sobol", "rise", "saliency", "gradcam")
 METRICS = ("deletion", "insertion", "mufidelity")
+SECTIONS = ("cost", "widths", "stability", "fidelity")
 PAPER_ROW = {"deletion": 0.070, "insertion": 0.289, "mufidelity": 0.048, "seconds": 64.5}
 
 
@@ -89,6 +90,17 @@ class BoundCounter:
     def close(self) -> None:
         for name, function in self.originals.items():
             setattr(self.module, name, function)
+
+
+def sections(text: str) -> tuple[str, ...]:
+    """``--sections``: a comma-separated subset of :data:`SECTIONS`."""
+    chosen = tuple(t for t in text.replace(",", " ").split())
+    unknown = [t for t in chosen if t not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {', '.join(SECTIONS)}; got {text!r}"
+        )
+    return chosen
 
 
 def spearman(a: Any, b: Any) -> float:
@@ -143,7 +155,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     images, targets = photos[: args.images], labels[: args.images]
     cost: dict[str, Any] = {}
     mode_maps: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in MODES if "cost" in args.sections else ():
         options: dict[str, Any] = {"grid_size": grid, "bounds": mode}
         if mode == "hybrid":
             options["nb_samples"] = hybrid_samples
@@ -175,7 +187,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     photo = photos[:1]
     widths: dict[str, Any] = {}
     trivial: dict[str, Any] = {}
-    for step in EPSILONS[-1:] if args.quick else EPSILONS:
+    for step in () if "widths" not in args.sections else EPSILONS[-1:] if args.quick else EPSILONS:
         epsilon = step / 255
         lower, upper = (photo - epsilon), (photo + epsilon)
         for method_name in ("ibp", "crown"):
@@ -216,7 +228,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     # 3. stability of the hybrid mode against nb_samples
     stability: dict[str, Any] = {}
-    for nb_samples in samples:
+    for nb_samples in samples if "stability" in args.sections else ():
         runs = []
         for seed in (0, 1):
             method = attributions.create(
@@ -245,17 +257,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     method_options = {name: attributions.method_settings(name, level) for name in chosen}
     if args.quick:
         method_options["eva"] = {"grid_size": 4, "nb_samples": 2}
-    evaluation = metrics.evaluate(
-        model,
-        photos[: args.photos],
-        labels[: args.photos],
-        methods=chosen,
-        method_options=method_options,
-        metrics=METRICS,
-        metric_options=QUICK_METRIC_OPTIONS if args.quick else METRIC_OPTIONS,
-        batch_size=args.batch_size,
-        progress=False,
-    )
+    fidelity: dict[str, Any] = {"options": method_options, "scores": {}, "seconds": {}}
+    if "fidelity" in args.sections:
+        evaluation = metrics.evaluate(
+            model,
+            photos[: args.photos],
+            labels[: args.photos],
+            methods=chosen,
+            method_options=method_options,
+            metrics=METRICS,
+            metric_options=QUICK_METRIC_OPTIONS if args.quick else METRIC_OPTIONS,
+            batch_size=args.batch_size,
+            progress=False,
+        )
+        fidelity.update(scores=evaluation.scores, seconds=evaluation.seconds)
     counter.close(), bound_counter.close()
     return {
         "allocator": allocator_setting(),
@@ -271,12 +286,27 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "widths": widths,
         "verified_maps": trivial,
         "stability": stability,
-        "fidelity": {"options": method_options, "scores": evaluation.scores, "seconds": evaluation.seconds},
+        "sections": list(args.sections),
+        "fidelity": fidelity,
         "seconds": time.perf_counter() - started,
     }
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
+    measured = result.get("sections", SECTIONS)
+    lines: list[str] = []
+    if "cost" in measured:
+        lines += cost_lines(result)
+    if "widths" in measured:
+        lines += width_lines(result)
+    if "stability" in measured:
+        lines += stability_lines(result)
+    if "fidelity" in measured:
+        lines += fidelity_lines(result)
+    return lines
+
+
+def cost_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"## cost per image, grid {result['grid']} ({result['images']} photo(s); forward floor "
         f"{result['floor_ms_per_image']:.1f} ms/image)",
@@ -294,7 +324,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
             f"{entry['bound_passes']:.0f} | {entry['forward_passes']:.0f} | {ratio} |"
         )
     lines.append(f"| paper, hybrid (VGG-16, P100) | no | {PAPER_ROW['seconds']} | | | |")
-    lines += ["", "## mean bound width against depth (one photo)", ""]
+    return lines
+
+
+def width_lines(result: dict[str, Any]) -> list[str]:
+    lines = ["", "## mean bound width against depth (one photo)", ""]
     columns = [key for key, value in result["widths"].items() if "error" not in value]
     if columns:
         nodes = list(result["widths"][columns[0]])
@@ -327,7 +361,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
             f"| {key} | {value['overlap_B']:.3g} | {value['score_min']:.3g} | {value['score_max']:.3g} | "
             f"{value['share_positive']:.0%} | {'' if r is None else f'{r:.2f}'} |"
         )
-    lines += [
+    return lines
+
+
+def stability_lines(result: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## hybrid mode: nb_samples against stability (one photo)",
         "",
@@ -339,8 +377,12 @@ def report_lines(result: dict[str, Any]) -> list[str]:
             f"| {nb_samples} | {value['forward_passes']} | {value['seconds']:.1f} | "
             f"{value['rank_correlation_between_seeds']:.3f} |"
         )
+    return lines
+
+
+def fidelity_lines(result: dict[str, Any]) -> list[str]:
     fidelity = result["fidelity"]["scores"]
-    lines += [
+    lines = [
         "",
         f"## fidelity ({result['photos']} photos)",
         "",
@@ -371,6 +413,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument(
+        "--sections",
+        type=sections,
+        default=SECTIONS,
+        help=f"Which tables to measure, comma-separated (default all: {','.join(SECTIONS)}).",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="A smoke run: grid 4, few samples, quick settings."
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="An ImageFolder tree of photos.")
@@ -393,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = [
         "--images", str(args.images), "--photos", str(args.photos), "--grid", str(args.grid),
         "--samples", ",".join(map(str, args.samples)), "--batch-size", str(args.batch_size),
-        "--data", str(args.data),
+        "--data", str(args.data), "--sections", ",".join(args.sections),
     ]  # fmt: skip
     if args.quick:
         arguments.append("--quick")
