@@ -4,6 +4,7 @@
 :func:`alignment_score` measures how well explanations agree with them.
 """
 
+from spyglass.alignment.data import HumanMapFolder, clickme_map_transform, harmonize
 from spyglass.alignment.harmonization import (
     HUMAN_SPEARMAN_CEILING,
     AlignmentResult,
@@ -20,10 +21,13 @@ __all__ = [
     "HUMAN_SPEARMAN_CEILING",
     "AlignmentResult",
     "HarmonizationTerms",
+    "HumanMapFolder",
     "alignment_score",
+    "clickme_map_transform",
     "decayed_parameters",
     "gaussian_pyramid",
     "harmonization_loss",
+    "harmonize",
     "signed_saliency",
     "standardize_cut",
 ]
