@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from spyglass.alignment.harmonization import alignment_score, harmonization_loss
+from spyglass.data.imagenet import wnid_to_index
 from spyglass.training.loop import TrainingHistory, train
 from spyglass.validation import check_int
 
@@ -105,6 +106,10 @@ class HumanMapFolder(Dataset[tuple[Tensor, int, Tensor, Tensor]]):
     missing
         ``"error"`` (default): every image must have a map; ``"token"``: images without one
         get token 0.
+    labels
+        ``"index"`` (default): the classes are numbered 0, 1, … in sorted folder order;
+        ``"imagenet"``: the folders are WordNet ids (``n01440764``) and the labels their
+        ImageNet-1k indices, to fine-tune an ImageNet classifier.
 
     Examples
     --------
@@ -124,6 +129,7 @@ class HumanMapFolder(Dataset[tuple[Tensor, int, Tensor, Tensor]]):
         size: int = 224,
         map_transform: Callable[[Tensor, int], Tensor] | None = None,
         missing: str = "error",
+        labels: str = "index",
     ) -> None:
         self.root = Path(root)
         self.size = check_int(size, "size", minimum=1)
@@ -139,9 +145,20 @@ class HumanMapFolder(Dataset[tuple[Tensor, int, Tensor, Tensor]]):
             raise ValueError(
                 f"{self.root} has no class folders; expected DIR/<class>/<image> beside <image>.npy"
             )
+        if labels not in ("index", "imagenet"):
+            raise ValueError(f"labels must be 'index' or 'imagenet'; got {labels!r}")
+        numbers = list(range(len(self.classes)))
+        if labels == "imagenet":
+            table = wnid_to_index()
+            unknown = [name for name in self.classes if name not in table]
+            if unknown:
+                raise ValueError(
+                    f"labels='imagenet' needs WordNet-id folder names; {unknown[0]!r} is not one"
+                )
+            numbers = [table[name] for name in self.classes]
         self.items: list[tuple[Path, int, Path | None]] = []
         without: list[Path] = []
-        for label, name in enumerate(self.classes):
+        for label, name in zip(numbers, self.classes, strict=True):
             for path in sorted((self.root / name).iterdir()):
                 if path.suffix.lower() not in _IMAGE_SUFFIXES or path.name.endswith(".map.png"):
                     continue

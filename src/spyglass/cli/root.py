@@ -19,7 +19,7 @@ from typer import _click
 from typer.core import TyperGroup
 from typer.main import get_command_name
 
-from spyglass.cli import concepts, demo, evaluate, explain, predict, visualize
+from spyglass.cli import concepts, demo, evaluate, explain, predict, train, visualize
 from spyglass.cli._prelude import one_line
 
 __all__ = ["FAMILIES", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
@@ -163,4 +163,4 @@ def build_app(groups: Sequence[tuple[str, typer.Typer]] = ()) -> typer.Typer:
     return app
 
 
-app = build_app()
+app = build_app([("train", train.app)])
