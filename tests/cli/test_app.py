@@ -46,7 +46,18 @@ COMMANDS = _commands(get_command(app))
 
 def test_the_app_has_the_eight_commands() -> None:
     assert sorted(path[0] for path in COMMANDS) == sorted(
-        ["predict", "layers", "models", "explain", "evaluate", "concepts", "visualize", "demo", "train"]
+        [
+            "predict",
+            "layers",
+            "models",
+            "explain",
+            "evaluate",
+            "concepts",
+            "visualize",
+            "demo",
+            "train",
+            "alignment",
+        ]
     )
 
 
@@ -96,6 +107,7 @@ USER_ERROR_CASES = {
     "concepts": (["concepts", "photo.jpg", "--map", "heat"], "error: --map must be 'gradcam' or"),
     "visualize": (["visualize", "-t", "1", "--method", "lucid"], "error: --method must be maco or fourier"),
     "demo": (["demo", "--method", "sobolz"], "error: unknown attribution method 'sobolz'"),
+    "alignment": (["alignment", "--maps", "nope.jpg"], "error: no such folder: nope.jpg"),
     "train": (
         ["train", "harmonize", "--data", "nope.jpg", "--model", "resnet18"],
         "error: no such folder: nope.jpg",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torchvision
 from PIL import Image
@@ -52,3 +54,18 @@ def test_train_harmonize_refuses_a_folder_without_maps(tmp_path: Path) -> None:
     result = runner.invoke(app, arguments)
     assert result.exit_code == 2
     assert "has a human map" in result.output
+
+
+def test_alignment_command_scores_a_folder(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    start = tmp_path / "start.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), start)
+    arguments = ["alignment", "--maps", str(_folder(tmp_path / "data")), "--model", "resnet18"]
+    arguments += ["--weights", str(start), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "4 image(s), resnet18, saliency" in result.output
+    assert "human feature alignment:" in result.output and "constant maps left out: 0" in result.output
+    report = json.loads((tmp_path / "out" / "alignment.json").read_text())
+    assert report["n_images"] == 4 and len(report["per_image"]) == 4
+    assert report["score"] == pytest.approx(report["spearman"] / 0.65753)

@@ -19,13 +19,13 @@ from typer import _click
 from typer.core import TyperGroup
 from typer.main import get_command_name
 
-from spyglass.cli import concepts, demo, evaluate, explain, predict, train, visualize
+from spyglass.cli import alignment, concepts, demo, evaluate, explain, predict, train, visualize
 from spyglass.cli._prelude import one_line
 
 __all__ = ["FAMILIES", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
 
 # Modules whose `register(app)` adds their commands at the top level, in the order of `--help`.
-FAMILIES = (predict, explain, evaluate, concepts, visualize, demo)
+FAMILIES = (predict, explain, evaluate, alignment, concepts, visualize, demo)
 
 
 @contextmanager
