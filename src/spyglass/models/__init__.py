@@ -1,6 +1,7 @@
 """Models: the zoo, the ``VisionModel`` wrapper, and the machinery the methods share on them.
 
 - :func:`load` and :class:`VisionModel`: models by name or file, taking ``[0, 1]`` images;
+- :func:`save`: a spec-built model (e.g. a 1-Lipschitz classifier) to a file :func:`load` reads;
 - :func:`named_layers`, :func:`get_layer`: one naming of layers, one error for a wrong name;
 - :func:`probe_layers`: what each layer outputs, from one forward pass;
 - :func:`hooked`: hooks for the length of a ``with`` block, always removed;
@@ -9,6 +10,7 @@
 """
 
 from spyglass.models.efficientnet_lite import rename_lite_keys
+from spyglass.models.files import save
 from spyglass.models.hooks import HOOK_KINDS, HookKind, hooked
 from spyglass.models.layers import get_layer, named_layers
 from spyglass.models.probing import is_feature_map, output_shape, probe_layers
@@ -36,6 +38,7 @@ __all__ = [
     "output_shape",
     "probe_layers",
     "rename_lite_keys",
+    "save",
     "split",
     "trace",
 ]
