@@ -123,7 +123,11 @@ def ot_counterfactual(
                 if targets is None:
                     classes = logits.detach().argmax(dim=1)
                 else:
-                    if not isinstance(targets, Tensor) or targets.shape != (n,) or targets.is_floating_point():
+                    if (
+                        not isinstance(targets, Tensor)
+                        or targets.shape != (n,)
+                        or targets.is_floating_point()
+                    ):
                         raise ValueError(f"targets must be an integer tensor of shape ({n},)")
                     if int(targets.min()) < 0 or int(targets.max()) >= c:
                         raise ValueError(f"targets must be class indices in [0, {c - 1}]")
