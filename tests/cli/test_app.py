@@ -44,9 +44,9 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 COMMANDS = _commands(get_command(app))
 
 
-def test_the_app_has_the_eight_commands() -> None:
+def test_the_app_has_the_eight_commands_and_the_train_group() -> None:
     assert sorted(path[0] for path in COMMANDS) == sorted(
-        ["predict", "layers", "models", "explain", "evaluate", "concepts", "visualize", "demo"]
+        ["predict", "layers", "models", "explain", "evaluate", "concepts", "visualize", "demo", "train"]
     )
 
 
@@ -96,6 +96,7 @@ USER_ERROR_CASES = {
     "concepts": (["concepts", "photo.jpg", "--map", "heat"], "error: --map must be 'gradcam' or"),
     "visualize": (["visualize", "-t", "1", "--method", "lucid"], "error: --method must be maco or fourier"),
     "demo": (["demo", "--method", "sobolz"], "error: unknown attribution method 'sobolz'"),
+    "train": (["train", "lipschitz", "--data", "photo.jpg"], "error: --data "),
 }
 NO_USER_INPUT = {"models"}  # nothing a user gives can be wrong
 
