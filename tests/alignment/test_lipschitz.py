@@ -309,3 +309,15 @@ def test_bad_arguments_are_refused_with_what_was_expected() -> None:
         ot_counterfactual(model, torch.rand(2, 3, SIZE, SIZE), targets=torch.tensor([0, 7]))
     with pytest.raises(ValueError):
         lipschitz_constant(model, torch.rand(2, 3, SIZE, SIZE) + 2)
+
+
+def test_methods_that_split_the_model_work_on_a_1_lipschitz_network() -> None:
+    from spyglass import attributions
+
+    model = lipschitz_classifier(3, input_size=(SIZE, SIZE), widths=(4, 8), depth=1)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    traced = models.trace(model)
+    assert torch.equal(traced(images), model(images))
+    for plain in (model, export_lipschitz(model)):
+        maps = attributions.create("gradcam", plain)(images, torch.tensor([0, 2]))
+        assert maps.shape == (2, SIZE, SIZE) and bool(torch.isfinite(maps).all())

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import timm.layers
 import torch
 import torch.nn.functional as F
 from deel.torchlip import (
@@ -57,6 +58,13 @@ __all__ = [
 ]
 
 HEADS = ("spectral", "frobenius")
+
+# torch.fx cannot trace torchlip's layers (GroupSort2 branches on shapes, Björck loops until
+# convergence): registered as timm's untraceable modules, which spyglass.models.trace keeps
+# whole, they become single graph nodes, so that methods which split the model (Grad-CAM,
+# CRAFT, the atlas) work on 1-Lipschitz networks too.
+for _layer in (GroupSort2, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear, FrobeniusLinear):
+    timm.layers.register_notrace_module(_layer)
 BUILDER = "lipschitz_classifier"
 # Pixels in [0, 1] are centred but not divided by a std: a std below 1 would multiply the
 # constant with respect to the pixels by 1/std.
