@@ -50,8 +50,11 @@ def read_class_folders(
 
 def lipschitz(
     data: Annotated[
-        Path, typer.Option("--data", "-d", help="A folder with one sub-folder of images per class.")
-    ],
+        Path | None,
+        typer.Option(
+            "--data", "-d", help="A folder with one sub-folder of images per class.", show_default=False
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (for --model).")] = Path(
         "lipschitz.pt"
     ),
@@ -109,6 +112,18 @@ def lipschitz(
     from spyglass.validation import check_device
 
     with user_errors():
+        # Where the model goes is checked before any work.
+        if out.is_dir():
+            raise ValueError(
+                f"--out {out} is a folder; give the model file's path, e.g. {out / 'lipschitz.pt'}"
+            )
+        if out.exists():
+            raise ValueError(
+                f"--out {out} exists; remove it or give another path (a model is never overwritten)"
+            )
+        check_out(out.parent if str(out.parent) else Path("."), "--out")
+        if data is None:
+            raise ValueError("--data is required: a folder with one sub-folder of images per class")
         if alpha is not None and lam is not None:
             raise ValueError("give --alpha or --lambda, not both (alpha = lambda / (1 + lambda))")
         mix = alpha_from_lambda(lam) if lam is not None else (0.9 if alpha is None else alpha)
@@ -116,11 +131,6 @@ def lipschitz(
             stage_widths = tuple(int(w) for w in widths.split(",") if w.strip())
         except ValueError:
             raise ValueError(f"--widths must be comma-separated ints such as 16,32; got {widths!r}") from None
-        if out.is_dir():
-            raise ValueError(
-                f"--out {out} is a folder; give the model file's path, e.g. {out / 'lipschitz.pt'}"
-            )
-        check_out(out.parent if str(out.parent) else Path("."), "--out")
         target = check_device(device)
         # Built once for its preprocessing; rebuilt with the class names once they are known.
         probe = lipschitz_classifier(2, input_size=(size, size), widths=stage_widths, depth=depth, head=head)
