@@ -15,6 +15,7 @@ measured), and their :math:`x'` stops short of the boundary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -104,8 +105,8 @@ def ot_counterfactual(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     images = check_images(images, model=model)
-    if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
-        raise ValueError(f"step must be a positive number; got {step!r}")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a finite positive number; got {step!r}")
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:

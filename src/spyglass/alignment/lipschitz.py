@@ -194,6 +194,16 @@ def lipschitz_classifier(
     return model.eval()
 
 
+def _positive(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ValueError(f"{name} must be a finite positive number; got {value!r}")
+    return float(value)
+
+
 def _check_widths(widths: Sequence[int], name: str) -> tuple[int, ...]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise TypeError(f"{name} must be a sequence of even positive ints; got {type(widths).__name__}")
@@ -402,8 +412,7 @@ def lipschitz_constant(
     check_images(images)
     iterations = check_int(iterations, "iterations", 1)
     ascent_steps = check_int(ascent_steps, "ascent_steps", 0)
-    if not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or not step_size > 0:
-        raise ValueError(f"step_size must be a positive number; got {step_size!r}")
+    step_size = _positive(step_size, "step_size")
     generator = torch.Generator().manual_seed(check_int(seed, "seed", 0))
     # A float64 copy: in float32 the rounding of f(x) - f(y) over a short distance can push a
     # ratio above the true constant, and a "lower bound" of 1.0009 for a 1-Lipschitz net.
@@ -414,7 +423,7 @@ def lipschitz_constant(
         norms, direction = _jacobian_norms(work, x, iterations, generator)
         lower = float(norms.max())
         if ascent_steps:
-            lower = max(lower, _ascent(work, x, direction, ascent_steps, float(step_size)))
+            lower = max(lower, _ascent(work, x, direction, ascent_steps, step_size))
     del work
     upper, layers, unbounded = _upper_bound(model)
     return LipschitzEstimate(lower, upper, norms.cpu(), layers, unbounded)
@@ -473,14 +482,13 @@ def hkr_loss(
     by ``min_margin``). The multiclass loss keeps a running mean of ``|logits|``.
     """
     num_classes = check_int(num_classes, "num_classes", 1)
-    for name, value, high in (("alpha", alpha, 1.0), ("min_margin", min_margin, math.inf)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-            raise ValueError(
-                f"{name} must be a number in [0, {high}]; got {value!r}"
-                + (" (the paper's lambda is alpha_from_lambda(lambda))" if name == "alpha" else "")
-            )
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number; got {temperature!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(
+            f"alpha must be a number in [0, 1], torchlip's hinge/KR mix; got {alpha!r} (for the "
+            "paper's hinge weight lambda, pass alpha_from_lambda(lambda))"
+        )
+    min_margin = _positive(min_margin, "min_margin")
+    temperature = _positive(temperature, "temperature")
     if num_classes == 1:
         binary = HKRLoss(alpha=float(alpha), min_margin=float(min_margin))
 
@@ -542,6 +550,11 @@ def train_lipschitz(
 
     def loss(network: nn.Module, batch: Any) -> Tensor:
         images, labels = batch[0], batch[1]
+        if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
+            raise TypeError(
+                f"the dataset's labels must be integer class indices; got "
+                f"{labels.dtype if isinstance(labels, Tensor) else type(labels).__name__}"
+            )
         if labels.min() < 0 or labels.max() >= max(num_classes, 2):
             raise ValueError(
                 f"labels must be class indices in [0, {max(num_classes, 2) - 1}]; got values "
@@ -549,9 +562,7 @@ def train_lipschitz(
             )
         return criterion(network(images), labels)
 
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(lr))
+    optimizer = torch.optim.Adam(model.parameters(), lr=_positive(lr, "lr"))
     return train(
         model,
         data,
