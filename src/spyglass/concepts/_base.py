@@ -319,7 +319,7 @@ class DictionaryLearner(ABC):
         was fitted on; a negative row means another layer's (or signed) activations.
         """
         if self.requires_nonnegative:
-            low = float(matrix.min())
+            low = float(matrix.detach().min())
             if low < -tolerance:
                 negative = int((matrix < 0).sum())
                 raise ValueError(
