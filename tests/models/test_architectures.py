@@ -268,3 +268,68 @@ def test_eva_on_a_vit_names_the_unsupported_op_and_hybrid_works() -> None:
     assert hybrid.layer == "head_drop"  # after every LayerNorm and attention: only the head is bounded
     maps = hybrid(x, 0)
     assert maps.shape == (1, 32, 32) and bool(torch.isfinite(maps).all())
+
+
+# --- the contract's truth check on a token model ------------------------------------------
+
+
+class TokenReader(nn.Module):
+    """The contract's block reader as a ViT: 8 px patch tokens after a class token; the head reads one.
+
+    ``KeepBlock`` zeroes every pixel outside the contract's block (cell (1, 2) of the 4 × 4 patch
+    grid of a 32 px image); the patch embedding has no bias, so every other patch token is zero;
+    the head reads the block's token only (token ``1 + 1·4 + 2``). A method that reads the class
+    token as a grid cell, or the grid in the wrong order, puts the map in another cell.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tests.tiny import KeepBlock
+
+        generator = torch.Generator().manual_seed(0)
+        self.keep = KeepBlock()
+        self.embed = nn.Conv2d(3, 8, 8, stride=8, bias=False)
+        self.cls = nn.Parameter(torch.full((1, 1, 8), 3.0))
+        self.block = nn.Sequential(nn.Linear(8, 8, bias=False), nn.ReLU())
+        self.head = nn.Linear(8, 5)
+        with torch.no_grad():
+            for layer in (self.embed, self.block[0], self.head):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / 2)
+            self.head.weight.abs_()  # logits >= 0 and rising with the token: a CAM is positive there
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(self.keep(x)).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.head(self.block(tokens)[:, 1 + 1 * 4 + 2])
+
+
+# The white-box methods: they read the model's layers or gradients, where a token layout could go
+# wrong. Black-box methods never see a layer; the contract's block reader checks them.
+WHITE_BOX = [
+    n
+    for n in attributions.list_methods()
+    if attributions.method_class(n).kind in ("gradient", "propagation", "cam")
+]
+
+
+@pytest.mark.parametrize("name", WHITE_BOX)
+def test_white_box_methods_find_the_token_the_model_reads(name: str) -> None:
+    from tests.attributions.test_contract import TRUTH_SHARE, block_shares, registered
+    from tests.tiny import tiny_images
+
+    model = models.VisionModel(
+        TokenReader(), input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3, class_names=list("abcde")
+    )
+    maps = registered(name)(model)(tiny_images(), torch.tensor([0, 1, 2, 3, 4]))
+    share, peak_inside = block_shares(maps)
+    assert bool(peak_inside.all()), (name, peak_inside)
+    kind = attributions.method_class(name).kind
+    if kind == "cam":
+        # A CAM lives on the 4 x 4 token grid: upsampled bilinearly, the block's cell spreads half
+        # a cell (4 px) around it, and nothing reaches further.
+        away = maps.clone()
+        away[:, 4:20, 12:28] = 0
+        assert float(away.abs().max()) == 0.0, name
+    else:
+        assert bool((share >= TRUTH_SHARE[kind]).all()), (name, share)
