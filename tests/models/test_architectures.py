@@ -333,3 +333,35 @@ def test_white_box_methods_find_the_token_the_model_reads(name: str) -> None:
         assert float(away.abs().max()) == 0.0, name
     else:
         assert bool((share >= TRUTH_SHARE[kind]).all()), (name, share)
+
+
+# --- Swin: channels-last grids ------------------------------------------------------------
+
+
+def test_swin_channels_last_grid_default_layer_and_gradcam() -> None:
+    from timm.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    network = SwinTransformer(
+        img_size=64,
+        patch_size=4,
+        window_size=4,
+        embed_dim=24,
+        depths=(1, 1),
+        num_heads=(1, 2),
+        num_classes=10,
+    )
+    model = wrap(network)
+    assert models.default_layer(model) == "norm"
+    shape = models.probe_layers(model, names=["norm"])["norm"]
+    assert shape == (8, 8, 48)
+    assert models.feature_layout(shape, SIZE) == models.FeatureLayout("channels_last", 48, 8, 8)
+    x, targets = images(2), torch.tensor([3, 5])
+    maps = attributions.GradCAM(model, progress=False)(x, targets)
+    g, h = models.split(model, "norm")
+    grid = g(x).detach().requires_grad_(True)  # (N, h, w, C)
+    (gradient,) = torch.autograd.grad(h(grid).gather(1, targets[:, None]).sum(), grid)
+    cam = torch.relu(torch.einsum("bc,bhwc->bhw", gradient.mean(dim=(1, 2)), grid.detach()))
+    expected = F.interpolate(cam[:, None], size=SIZE, mode="bilinear", align_corners=False)[:, 0]
+    assert float(cam.max()) > 0
+    assert torch.allclose(maps, expected, atol=1e-6, rtol=1e-4)
