@@ -4,12 +4,14 @@ CRAFT (Fel et al., "CRAFT: Concept Recursive Activation FacTorization for Explai
 CVPR 2023) and its holistic reading (Fel et al., "A Holistic Approach to Unifying Automatic
 Concept Extraction and Concept Importance Estimation", NeurIPS 2023):
 
-1. Split the model ``f = h ∘ g`` at a layer whose activations are non-negative (after a
-   ReLU): by default the last convolutional feature map before global pooling.
+1. Split the model ``f = h ∘ g`` at a layer: by default :func:`~spyglass.models.default_layer`,
+   the last feature map that feeds the decision (a ViT's tokens and a Swin's channels-last grid
+   are read as ``(C, h, w)`` maps through :class:`~spyglass.models.FeatureLayout`).
 2. Cut every image of the class into ``patch_size`` crops on a grid, resize each crop to
-   the model's input size, and average ``g(crop)`` over space: ``A ≥ 0`` ``(n_crops, p)``.
-3. Factorise ``A ≈ U W`` (NMF by default, any learner of :mod:`spyglass.concepts`): the
-   rows of ``W`` are the concepts, ``U`` says how much of each a crop holds.
+   the model's input size, and average ``g(crop)`` over space: ``A`` ``(n_crops, p)``.
+3. Factorise ``A ≈ U W`` (NMF when ``A ≥ 0``, as after a ReLU; Semi-NMF when it is signed;
+   or any learner of :mod:`spyglass.concepts`): the rows of ``W`` are the concepts, ``U``
+   says how much of each a crop holds.
 4. On new images, code ``g(x)`` at every spatial position with ``W`` fixed (non-negative
    least squares for NMF) and estimate each concept's importance for the class
    (:mod:`spyglass.concepts._importance`: Sobol' indices by default).
