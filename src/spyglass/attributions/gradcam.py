@@ -29,9 +29,9 @@ from spyglass.attributions._registry import register
 from spyglass.engines.forward import model_device
 from spyglass.engines.gradients import iter_gradients
 from spyglass.engines.state import eval_mode
-from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout
+from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout, layer_layouts
 from spyglass.models.layers import get_layer
-from spyglass.models.probing import _input_size, probe_layers
+from spyglass.models.probing import probe_layers
 from spyglass.models.split import split
 from spyglass.objectives import Objective, target_logit
 
@@ -55,12 +55,6 @@ def default_cam_layer(model: nn.Module) -> str:
     'bn2'
     """
     return default_layer(model)
-
-
-def _map_layers(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> dict[str, FeatureLayout]:
-    size = _input_size(model, None)
-    layouts = {name: feature_layout(shape, size) for name, shape in shapes.items()}
-    return {name: layout for name, layout in layouts.items() if layout is not None}
 
 
 def _suggest(maps: dict[str, FeatureLayout]) -> str:
@@ -127,7 +121,7 @@ class _GradientWeightedCAM(Attribution):
             self.layer = default_layer(model)  # checked by a split that succeeded
             return
         shapes = probe_layers(model)
-        maps = _map_layers(model, shapes)
+        maps = layer_layouts(model)
         try:
             get_layer(model, layer)
         except ValueError as error:

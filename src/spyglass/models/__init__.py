@@ -11,7 +11,7 @@
 """
 
 from spyglass.models.efficientnet_lite import rename_lite_keys
-from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout
+from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout, layer_layouts
 from spyglass.models.hooks import HOOK_KINDS, HookKind, hooked
 from spyglass.models.layers import get_layer, named_layers
 from spyglass.models.probing import is_feature_map, output_shape, probe_layers
@@ -36,6 +36,7 @@ __all__ = [
     "get_layer",
     "hooked",
     "is_feature_map",
+    "layer_layouts",
     "list_layers",
     "load",
     "named_layers",

@@ -37,9 +37,9 @@ from spyglass.engines.forward import model_device
 from spyglass.engines.state import eval_mode
 from spyglass.models.hooks import hooked
 from spyglass.models.layers import named_layers
-from spyglass.models.probing import _input_size
+from spyglass.models.probing import _input_size, probe_layers
 
-__all__ = ["FeatureLayout", "LayoutKind", "default_layer", "feature_layout"]
+__all__ = ["FeatureLayout", "LayoutKind", "default_layer", "feature_layout", "layer_layouts"]
 
 LayoutKind = Literal["channels_first", "channels_last", "tokens"]
 
@@ -184,6 +184,25 @@ def feature_layout(shape: tuple[int, ...], input_size: tuple[int, int]) -> Featu
                 if count % height == 0 and _on_image(height, count // height, input_size):
                     return FeatureLayout("tokens", channels, height, count // height, prefix)
     return None
+
+
+def layer_layouts(model: nn.Module, *, input_size: tuple[int, int] | None = None) -> dict[str, FeatureLayout]:
+    """The layers whose output reads as a feature map, with their layouts, in forward order.
+
+    One forward pass on a blank image of ``input_size`` (default the model's,
+    :func:`~spyglass.models.probe_layers`'s rule), each output read by :func:`feature_layout`.
+
+    Examples
+    --------
+    >>> from spyglass import models
+    >>> models.layer_layouts(models.load())["bn2"]
+    FeatureLayout(kind='channels_first', channels=1280, height=7, width=7, prefix_tokens=0)
+    """
+    size = _input_size(model, input_size)
+    layouts = {
+        name: feature_layout(shape, size) for name, shape in probe_layers(model, input_size=size).items()
+    }
+    return {name: layout for name, layout in layouts.items() if layout is not None}
 
 
 def _dots(name: str) -> int:
