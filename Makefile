@@ -46,6 +46,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/sobol.py
 	$(BIN)/python benchmarks/featureviz.py
 	$(BIN)/python benchmarks/eva.py
+	$(BIN)/python benchmarks/architectures.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ DISTRIBUTIONS = {
     "PIL": "pillow",
     "huggingface_hub": "huggingface-hub",
     "umap": "umap-learn",
+    "deel": "deel-torchlip",
 }
 PEERS = {"captum", "xplique", "horama", "overcomplete", "lime", "shap", "zennit"}
 

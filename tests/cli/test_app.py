@@ -44,7 +44,7 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 COMMANDS = _commands(get_command(app))
 
 
-def test_the_app_has_the_eight_commands() -> None:
+def test_the_app_has_the_eight_commands_and_the_train_group() -> None:
     assert sorted(path[0] for path in COMMANDS) == sorted(
         [
             "predict",

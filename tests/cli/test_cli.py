@@ -49,6 +49,9 @@ def test_layers_lists_splittable_layers() -> None:
     assert result.exit_code == 0, result.output
     assert re.search(r"^blocks\.5\s+Sequential\s+192×7×7$", result.output, re.MULTILINE)
     assert "blocks.5.1.conv_pw" not in result.output  # not a valid cut: hidden without --all
+    # The layer Grad-CAM and CRAFT read by default is marked, and only it.
+    assert re.search(r"^bn2\s+BatchNormAct2d\s+1280×7×7  default$", result.output, re.MULTILINE)
+    assert result.output.count("default") == 1
 
 
 def test_demo_writes_the_report(tmp_path: Path) -> None:

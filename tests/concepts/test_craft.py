@@ -271,9 +271,18 @@ def test_negative_activations_with_nmf_name_the_layer_and_the_alternatives() -> 
     signed = TinyNet(signed=True)
     images = block_images(4, seed=8)
     with pytest.raises(ValueError, match=r"layer 'conv2'.*SemiNMF.*PCA"):
-        Craft(signed, layer="conv2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
+        Craft(signed, layer="conv2", n_concepts=3, patch_size=8, dictionary="nmf", progress=False).fit(
+            images, 0
+        )
     semi = Craft(signed, layer="conv2", n_concepts=3, patch_size=8, dictionary="semi_nmf", progress=False)
     assert semi.fit(images, 0).reconstruction_error_ < 0.05
+    assert (semi.dictionary_, semi.dictionary_reason_) == ("semi_nmf", "given")
+    # By default the learner follows the sign: Semi-NMF here, the same fit as asking for it.
+    auto = Craft(signed, layer="conv2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
+    assert auto.dictionary_ == "semi_nmf" and "signed" in auto.dictionary_reason_
+    assert torch.equal(auto.components_, semi.components_)
+    relu = Craft(signed, layer="relu2", n_concepts=3, patch_size=8, progress=False).fit(images, 0)
+    assert relu.dictionary_ == "nmf"
 
 
 def test_clear_errors_on_bad_use(tiny: TinyNet) -> None:

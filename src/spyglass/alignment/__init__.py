@@ -1,9 +1,21 @@
-"""Better models to explain: harmonization with human feature maps (Fel et al., NeurIPS 2022).
+"""Better models to explain: harmonization with human maps, and 1-Lipschitz networks.
 
-:func:`harmonization_loss` trains a classifier's saliency towards human maps;
-:func:`alignment_score` measures how well explanations agree with them.
+Harmonization (Fel, Felipe, Linsley, Serre, NeurIPS 2022):
+
+- :func:`harmonization_loss`: trains a classifier's saliency towards human feature maps;
+- :func:`harmonize`: the training loop with it, on a :class:`HumanMapFolder`;
+- :func:`alignment_score`: how well explanations agree with human maps.
+
+1-Lipschitz networks (Serrurier, Mamalet, Fel et al., NeurIPS 2023):
+
+- :func:`lipschitz_classifier`: a 1-Lipschitz CNN (deel-torchlip layers) as a ``VisionModel``;
+- :func:`lipschitz_constant`: the constant bounded from below and above;
+- :func:`train_lipschitz` with :func:`hkr_loss` (torchlip's soft multiclass hKR);
+- :func:`export_lipschitz`: the same model with plain torch layers;
+- :func:`ot_counterfactual`: :math:`x' = x - f(x)\\nabla f(x)`, on the decision boundary of an OTNN.
 """
 
+from spyglass.alignment.counterfactual import OTCounterfactual, ot_counterfactual
 from spyglass.alignment.data import HumanMapFolder, clickme_map_transform, harmonize
 from spyglass.alignment.harmonization import (
     HUMAN_SPEARMAN_CEILING,
@@ -16,18 +28,40 @@ from spyglass.alignment.harmonization import (
     signed_saliency,
     standardize_cut,
 )
+from spyglass.alignment.lipschitz import (
+    HEADS,
+    LipschitzEstimate,
+    alpha_from_lambda,
+    export_lipschitz,
+    hkr_loss,
+    layer_bound,
+    lipschitz_classifier,
+    lipschitz_constant,
+    train_lipschitz,
+)
 
 __all__ = [
+    "HEADS",
     "HUMAN_SPEARMAN_CEILING",
     "AlignmentResult",
     "HarmonizationTerms",
     "HumanMapFolder",
+    "LipschitzEstimate",
+    "OTCounterfactual",
     "alignment_score",
+    "alpha_from_lambda",
     "clickme_map_transform",
     "decayed_parameters",
+    "export_lipschitz",
     "gaussian_pyramid",
     "harmonization_loss",
     "harmonize",
+    "hkr_loss",
+    "layer_bound",
+    "lipschitz_classifier",
+    "lipschitz_constant",
+    "ot_counterfactual",
     "signed_saliency",
     "standardize_cut",
+    "train_lipschitz",
 ]

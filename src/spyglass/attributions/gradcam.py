@@ -4,7 +4,10 @@ Both cut the model ``f = h ∘ g`` at a convolutional layer with
 :func:`spyglass.models.split`, compute the activations ``A = g(x)`` and the gradient of
 the objective through ``h`` with the shared batched-gradient engine, weigh each channel
 of ``A``, keep the positive part of the weighted sum, and resample it to the input size.
-The two methods differ only in the channel weights.
+The two methods differ only in the channel weights. A layer that outputs tokens
+``(N, t + h·w, C)`` (a ViT) or an ``(N, h, w, C)`` grid is read as the ``(N, C, h, w)`` map
+of :class:`~spyglass.models.FeatureLayout`: the gradient is taken at the layer's own tensor,
+and both it and the activations are read on the grid, the class/register tokens set aside.
 
 We write them ourselves rather than wrap Captum: the method is what spyglass is about,
 it must follow the library's conventions (pixel-space images, swappable objectives,
@@ -26,41 +29,23 @@ from spyglass.attributions._registry import register
 from spyglass.engines.forward import model_device
 from spyglass.engines.gradients import iter_gradients
 from spyglass.engines.state import eval_mode
+from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout, layer_layouts
 from spyglass.models.layers import get_layer
-from spyglass.models.probing import is_feature_map, probe_layers
+from spyglass.models.probing import probe_layers
 from spyglass.models.split import split
 from spyglass.objectives import Objective, target_logit
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "default_cam_layer"]
 
 
-def _default_layer(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> str:
-    errors: list[str] = []
-    for name in reversed(shapes):
-        if not is_feature_map(shapes[name]):
-            continue
-        try:
-            split(model, name)
-        except ValueError as error:  # a skip connection jumps over it, or it is inside a leaf
-            errors.append(f"{name}: {error}")
-            continue
-        return name
-    detail = f" The candidates failed as follows: {'; '.join(errors[:3])}" if errors else ""
-    raise ValueError(
-        f"found no layer of {type(model).__name__} that outputs a (C, h, w) feature map with h, w > 1 "
-        f"and at which the model can be split; pass layer= explicitly (see list_layers(model)).{detail}"
-    )
-
-
 def default_cam_layer(model: nn.Module) -> str:
-    """The layer Grad-CAM uses by default: the model's last convolutional feature map.
+    """The layer Grad-CAM uses by default: :func:`spyglass.models.default_layer`'s rule.
 
-    The rule: among the named sub-modules, in the order their forward passes finish on
-    an image of the model's input size, the *last* one whose output is a feature map
-    ``(C, h, w)`` with ``h, w > 1`` and at which :func:`~spyglass.models.split` can cut
-    the model (no skip connection jumps over it). For EfficientNet-Lite0 that is
-    ``bn2``, the batch norm and ReLU6 after ``conv_head`` (1280 × 7 × 7 at 224 px); for a
-    torchvision ResNet it is ``layer4``.
+    The last layer whose output reads as a feature map (a convolutional map, a ViT's token
+    sequence, a channels-last grid), whose grid positions feed the logits, and at which
+    :func:`~spyglass.models.split` cuts the model: ``bn2`` for EfficientNet-Lite0 (the batch
+    norm and ReLU6 after ``conv_head``, 1280 × 7 × 7 at 224 px), ``layer4`` for a torchvision
+    ResNet, ``stages`` for a timm ConvNeXt, the second-to-last block of a class-token ViT.
 
     Examples
     --------
@@ -69,11 +54,11 @@ def default_cam_layer(model: nn.Module) -> str:
     >>> default_cam_layer(models.load())
     'bn2'
     """
-    return _default_layer(model, probe_layers(model))
+    return default_layer(model)
 
 
-def _suggest(shapes: dict[str, tuple[int, ...]]) -> str:
-    last = [name for name, shape in shapes.items() if is_feature_map(shape)][-1:]
+def _suggest(maps: dict[str, FeatureLayout]) -> str:
+    last = list(maps)[-1:]
     return f", e.g. layer={last[0]!r}" if last else ""
 
 
@@ -88,6 +73,7 @@ class _LayerActivations:
     def __init__(self, bottom: nn.Module, images: Tensor, device: torch.device) -> None:
         self.bottom, self.images, self.device = bottom, images, device
         self.latest = torch.empty(0)
+        self.layout: FeatureLayout | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -95,15 +81,17 @@ class _LayerActivations:
     def __getitem__(self, rows: slice) -> Tensor:
         with torch.no_grad():
             activations = self.bottom(self.images[rows].to(self.device))
-        if not isinstance(activations, Tensor) or activations.ndim != 4:
-            shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations)
-            raise ValueError(f"the layer must output (N, C, h, w) feature maps on these images; got {shape}")
-        if activations.shape[2] * activations.shape[3] == 1:
+        if not isinstance(activations, Tensor):
+            raise ValueError(f"the layer must output one tensor; got {type(activations).__name__}")
+        size = (int(self.images.shape[2]), int(self.images.shape[3]))
+        layout = feature_layout(tuple(activations.shape[1:]), size)
+        if layout is None:
             raise ValueError(
-                f"the layer's feature map is 1×1 on images of {self.images.shape[2]}×{self.images.shape[3]} "
-                "pixels, so the map would be one constant value per image; pass larger images or choose "
-                "an earlier layer"
+                f"the layer outputs {tuple(activations.shape)} on images of {size[0]}×{size[1]} pixels: not "
+                "a feature map (C, h, w) with h, w > 1, a token grid or an (h, w, C) grid, so the map would "
+                "say nothing about where; pass larger images or choose an earlier layer"
             )
+        self.layout = layout
         self.latest = activations
         return activations
 
@@ -129,33 +117,33 @@ class _GradientWeightedCAM(Attribution):
             raise TypeError(f"layer must be a layer name (str) or None; got {type(layer).__name__}")
         # One forward pass tells every layer's output shape: far cheaper than list_layers,
         # which traces the model once per layer.
-        shapes = probe_layers(model)
         if layer is None:
-            self.layer = _default_layer(model, shapes)  # checked by a split that succeeded
+            self.layer = default_layer(model)  # checked by a split that succeeded
             return
+        shapes = probe_layers(model)
+        maps = layer_layouts(model)
         try:
             get_layer(model, layer)
         except ValueError as error:
-            maps = [name for name, shape in shapes.items() if is_feature_map(shape)][-4:]
             raise ValueError(
-                f"{error} Its last convolutional feature maps are {', '.join(maps) or '(none)'}."
+                f"{error} Its last feature maps are {', '.join(list(maps)[-4:]) or '(none)'}."
             ) from None
         if layer not in shapes:
             raise ValueError(
                 f"layer {layer!r} does not run in the forward pass, or does not return one tensor"
             )
-        if len(shapes[layer]) != 3:
+        if len(shapes[layer]) not in (2, 3):
             raise ValueError(
                 f"layer {layer!r} outputs shape {shapes[layer]} per image; {type(self).__name__} needs a "
-                f"convolutional feature map (C, h, w){_suggest(shapes)}"
+                f"feature map (C, h, w), a token sequence or an (h, w, C) grid{_suggest(maps)}"
             )
-        if not is_feature_map(shapes[layer]):
+        if layer not in maps:
             # Refused rather than warned: a 1×1 map upsampled is one constant value per image,
             # a "map" that says nothing about where, and looks like a method that failed.
             raise ValueError(
-                f"layer {layer!r} outputs a {shapes[layer][1]}×{shapes[layer][2]} map per image at the "
-                f"model's input size; {type(self).__name__} needs a feature map with h, w > 1 to localise "
-                f"anything (a pooled layer has none){_suggest(shapes)}"
+                f"layer {layer!r} outputs {shapes[layer]} per image at the model's input size: no grid "
+                f"with h, w > 1; {type(self).__name__} needs one to localise anything (a pooled layer has "
+                f"none){_suggest(maps)}"
             )
         split(model, layer)  # fail now, not at the first call, if the model cannot be cut there
         self.layer = layer
@@ -182,7 +170,10 @@ class _GradientWeightedCAM(Attribution):
                 progress=self.progress,
                 desc=self.desc,
             ):
-                activations = source.latest  # the batch these gradients are of
+                layout = source.layout  # the batch these gradients are of, read as (B, C, h, w)
+                assert layout is not None
+                activations = layout.to_grid(source.latest)
+                gradients = layout.to_grid(gradients)
                 weights = self.channel_weights(activations, gradients)
                 cam = torch.relu(torch.einsum("bc,bchw->bhw", weights, activations))
                 upsampled = F.interpolate(

@@ -64,7 +64,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="efficientnet_lite0/1/2, a torchvision name (resnet50) or timm/<name>; see `spyglass models`.",
+        help="efficientnet_lite0/1/2, a torchvision name (resnet50), timm/<name>, or a model file "
+        "(spyglass train …); see `spyglass models`.",
     ),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]

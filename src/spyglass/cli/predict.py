@@ -56,6 +56,9 @@ def layers(
 ) -> None:
     """List a model's layers, their output shapes, and where it can be split.
 
+    A layer that reads as a feature map shows it (a ViT's tokens as C×h×w, with the class
+    tokens set aside counted); the layer Grad-CAM and CRAFT use by default is marked "default".
+
     Example:
 
     \b
@@ -70,6 +73,7 @@ def layers(
             raise ValueError(f"--model {model} and {old_model} disagree: give the model once, as --model")
         vision_model = load_model(old_model or model)
         infos = models.list_layers(vision_model)
+        default = models.default_layer(vision_model)
     shown = infos if all_layers else [info for info in infos if info.splittable]
     width = max(len(info.name) for info in shown)
     kind_width = max(len(info.kind) for info in shown)
@@ -78,7 +82,11 @@ def layers(
     )
     for info in shown:
         shape = "×".join(map(str, info.output_shape))
+        if info.map_shape is not None and info.map_shape != info.output_shape:
+            prefix = f", {info.prefix_tokens} prefix token(s) set aside" if info.prefix_tokens else ""
+            shape += f" (map {'×'.join(map(str, info.map_shape))}{prefix})"
         mark = ("  yes" if info.splittable else "  no") if all_layers else ""
+        mark += "  default" if info.name == default else ""
         typer.echo(f"{info.name:<{width}}  {info.kind:<{kind_width}}  {shape}{mark}")
     if not all_layers:
         typer.echo(f"({len(shown)} of {len(infos)} layers can be split at; --all lists every layer)")

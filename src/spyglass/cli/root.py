@@ -22,7 +22,7 @@ from typer.main import get_command_name
 from spyglass.cli import alignment, concepts, demo, evaluate, explain, predict, train, visualize
 from spyglass.cli._prelude import one_line
 
-__all__ = ["FAMILIES", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
+__all__ = ["FAMILIES", "GROUPS", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
 
 # Modules whose `register(app)` adds their commands at the top level, in the order of `--help`.
 FAMILIES = (predict, explain, evaluate, alignment, concepts, visualize, demo)
@@ -163,4 +163,7 @@ def build_app(groups: Sequence[tuple[str, typer.Typer]] = ()) -> typer.Typer:
     return app
 
 
-app = build_app([("train", train.app)])
+# Families of sub-commands, each mounted under its word: `spyglass train lipschitz`.
+GROUPS = (("train", train.app),)
+
+app = build_app(GROUPS)

@@ -1,4 +1,4 @@
-"""``spyglass train …``: train models whose explanations are better (harmonization, …).
+"""``spyglass train …``: train models whose explanations are better (harmonization, 1-Lipschitz).
 
 ``spyglass train harmonize --data DIR --model resnet18 --out harmonized.pt`` fine-tunes a
 torchvision or timm ImageNet classifier with the harmonization loss on a
@@ -18,12 +18,16 @@ import typer
 from spyglass import models
 from spyglass.alignment import HumanMapFolder, clickme_map_transform, harmonize
 from spyglass.cli._prelude import user_errors
+from spyglass.cli.lipschitz import lipschitz
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Train models whose explanations are better.", no_args_is_help=True, rich_markup_mode=None
+    help="Train models whose explanations are better (harmonization, 1-Lipschitz).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
+app.command("lipschitz")(lipschitz)
 
 
 @app.command("harmonize")

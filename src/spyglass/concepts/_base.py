@@ -87,7 +87,7 @@ def _check_float_matrix(value: object, name: str, expected: str) -> Tensor:
     finite = torch.isfinite(value)
     if not bool(finite.all()):
         raise ValueError(f"{expected}; got {int((~finite).sum())} NaN or infinite value(s)")
-    peak = float(value.abs().max())
+    peak = float(value.detach().abs().max())
     if peak > MAX_MAGNITUDE:
         raise ValueError(
             f"{expected} of magnitude at most {MAX_MAGNITUDE:g}; got values up to {peak:.3g}, whose "
@@ -310,7 +310,7 @@ class DictionaryLearner(ABC):
         matrix = check_activations(activations, n_features=self._n_features)
         # Coding tolerates rounding-sized negatives (a finite-difference step, a perturbation
         # of a ReLU's zeros): the non-negative least-squares code is defined there.
-        return self._check_sign(matrix, tolerance=NEGATIVE_TOLERANCE * float(matrix.abs().max()))
+        return self._check_sign(matrix, tolerance=NEGATIVE_TOLERANCE * float(matrix.detach().abs().max()))
 
     def _check_sign(self, matrix: Tensor, tolerance: float = 0.0) -> Tensor:
         """``matrix``, or a ValueError if the learner needs ``A >= 0`` and a value is below ``-tolerance``.
@@ -319,7 +319,7 @@ class DictionaryLearner(ABC):
         was fitted on; a negative row means another layer's (or signed) activations.
         """
         if self.requires_nonnegative:
-            low = float(matrix.min())
+            low = float(matrix.detach().min())
             if low < -tolerance:
                 negative = int((matrix < 0).sum())
                 raise ValueError(

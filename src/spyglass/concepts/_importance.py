@@ -70,6 +70,7 @@ from spyglass.attributions.saliency import absolute_gradient
 from spyglass.concepts._base import DictionaryLearner
 from spyglass.engines.forward import batched_forward
 from spyglass.engines.gradients import iter_gradients
+from spyglass.models.feature_maps import FeatureLayout
 from spyglass.objectives import Objective
 from spyglass.sampling import sensitivity_design, total_order_indices
 
@@ -100,7 +101,7 @@ class ConceptSpace:
     codes, residual
         ``U`` ``(B, h·w, r)`` and ``E`` ``(B, h·w, p)`` of the images, on the model's device.
     spatial
-        ``(h, w)``.
+        ``(h, w)`` of ``(B, p, h, w)`` maps, or the layer's :class:`~spyglass.models.FeatureLayout`.
     target
         The class explained.
     """
@@ -112,17 +113,24 @@ class ConceptSpace:
         objective: Objective,
         codes: Tensor,
         residual: Tensor,
-        spatial: tuple[int, int],
+        spatial: tuple[int, int] | FeatureLayout,
         target: int,
     ) -> None:
         self.top, self.learner, self.objective = top, learner, objective
         self.codes, self.residual, self.spatial, self.target = codes, residual, spatial, target
 
     def activations(self, codes: Tensor, residual: Tensor) -> Tensor:
-        """``Ψ(U) + E`` as ``(B, p, h, w)`` maps, from ``U`` ``(B, h·w, r)`` and ``E`` ``(B, h·w, p)``."""
+        """``Ψ(U) + E`` as the layer's tensor, from ``U`` ``(B, n, r)`` and ``E`` ``(B, n, p)`` (n positions).
+
+        ``spatial`` ``(h, w)`` gives ``(B, p, h, w)`` maps; a
+        :class:`~spyglass.models.FeatureLayout` gives the layer's layout (ViT tokens, the
+        prefix tokens among the positions; channels-last grids).
+        """
         batch, positions, n_concepts = codes.shape
         rows = self.learner.inverse_transform(codes.reshape(batch * positions, n_concepts))
         maps = rows.reshape(batch, positions, -1) + residual
+        if isinstance(self.spatial, FeatureLayout):
+            return self.spatial.from_rows(maps)
         return maps.reshape(batch, *self.spatial, -1).permute(0, 3, 1, 2)
 
     def _score(self, model: nn.Module, activations: Tensor, _rows: slice) -> Tensor:

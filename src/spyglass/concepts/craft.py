@@ -4,12 +4,14 @@ CRAFT (Fel et al., "CRAFT: Concept Recursive Activation FacTorization for Explai
 CVPR 2023) and its holistic reading (Fel et al., "A Holistic Approach to Unifying Automatic
 Concept Extraction and Concept Importance Estimation", NeurIPS 2023):
 
-1. Split the model ``f = h ∘ g`` at a layer whose activations are non-negative (after a
-   ReLU): by default the last convolutional feature map before global pooling.
+1. Split the model ``f = h ∘ g`` at a layer: by default :func:`~spyglass.models.default_layer`,
+   the last feature map that feeds the decision (a ViT's tokens and a Swin's channels-last grid
+   are read as ``(C, h, w)`` maps through :class:`~spyglass.models.FeatureLayout`).
 2. Cut every image of the class into ``patch_size`` crops on a grid, resize each crop to
-   the model's input size, and average ``g(crop)`` over space: ``A ≥ 0`` ``(n_crops, p)``.
-3. Factorise ``A ≈ U W`` (NMF by default, any learner of :mod:`spyglass.concepts`): the
-   rows of ``W`` are the concepts, ``U`` says how much of each a crop holds.
+   the model's input size, and average ``g(crop)`` over space: ``A`` ``(n_crops, p)``.
+3. Factorise ``A ≈ U W`` (NMF when ``A ≥ 0``, as after a ReLU; Semi-NMF when it is signed;
+   or any learner of :mod:`spyglass.concepts`): the rows of ``W`` are the concepts, ``U``
+   says how much of each a crop holds.
 4. On new images, code ``g(x)`` at every spatial position with ``W`` fixed (non-negative
    least squares for NMF) and estimate each concept's importance for the class
    (:mod:`spyglass.concepts._importance`: Sobol' indices by default).
@@ -27,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spyglass.attributions.gradcam import default_cam_layer
 from spyglass.concepts._base import DictionaryLearner, NotFittedError
 from spyglass.concepts._crops import CropSource, crop_grid, cut_crops, resize
 from spyglass.concepts._importance import IMPORTANCE_METHODS, ConceptSpace
 from spyglass.concepts._registry import create_learner
 from spyglass.engines.forward import batched_forward, iter_batches, model_device
 from spyglass.engines.state import eval_mode
+from spyglass.models.feature_maps import FeatureLayout, default_layer, feature_layout
 from spyglass.models.probing import is_feature_map, probe_layers
 from spyglass.models.split import split
 from spyglass.models.vision_model import VisionModel
@@ -56,13 +58,16 @@ _DECOMPOSE_PERCENTILE = 90.0
 _CONCEPT_MAP_METHODS = ("coefficients", "gradcam")
 
 
-def _feature_maps(activations: object, layer: str) -> Tensor:
-    if not isinstance(activations, Tensor) or activations.ndim != 4:
+def _layout(activations: object, layer: str, size: tuple[int, int]) -> FeatureLayout:
+    """How the layer's output on ``size`` images reads as a feature map (tokens, channels last...)."""
+    layout = feature_layout(tuple(activations.shape[1:]), size) if isinstance(activations, Tensor) else None
+    if layout is None:
         shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
         raise ValueError(
-            f"CRAFT needs a layer that outputs (N, C, h, w) feature maps; layer {layer!r} outputs {shape}"
+            f"CRAFT needs a layer that outputs feature maps (N, C, h, w), ViT tokens (N, t + h·w, C) or "
+            f"(N, h, w, C) grids; layer {layer!r} outputs {shape}"
         )
-    return activations
+    return layout
 
 
 class _CodedBatch(NamedTuple):
@@ -72,13 +77,8 @@ class _CodedBatch(NamedTuple):
     """``U`` ``(B, h·w, r)``."""
     residual: Tensor
     """``E = A − Ψ(U)`` ``(B, h·w, p)``."""
-    spatial: tuple[int, int]
-    """``(h, w)``."""
-
-
-def _rows(maps: Tensor) -> Tensor:
-    """``(B, p, h, w)`` → ``(B·h·w, p)``: one row per spatial position."""
-    return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+    layout: FeatureLayout
+    """How the layer's rows make its tensor (positions: prefix tokens, then the ``h × w`` grid)."""
 
 
 class Craft:
@@ -96,16 +96,22 @@ class Craft:
         module that :func:`~spyglass.models.split` can cut.
     layer
         Where to cut, relative to the network (see :func:`~spyglass.models.list_layers`).
-        Default: :func:`~spyglass.attributions.gradcam.default_cam_layer`'s rule, the last
-        splittable convolutional feature map (``bn2`` of EfficientNet-Lite0, 1280 × 7 × 7
-        after a ReLU6; ``layer4`` of a ResNet).
+        Default: :func:`~spyglass.models.default_layer`'s rule (Grad-CAM's), the last
+        splittable feature map that feeds the logits (``bn2`` of EfficientNet-Lite0, 1280 × 7 × 7
+        after a ReLU6; ``layer4`` of a ResNet; ``stages`` of a ConvNeXt; a ViT's block, whose
+        tokens are read as an ``h × w`` grid, the class token coded too but left out of the
+        crops' spatial average and of the maps).
     n_concepts
         ``r``, the number of concepts.
     patch_size
         Side of the square crops, in pixels of the images given to :meth:`fit`.
     dictionary
         A registered learner (:func:`~spyglass.concepts.list_learners`): ``"nmf"`` (CRAFT's),
-        ``"semi_nmf"`` or ``"pca"`` for layers with signed activations, ...
+        ``"semi_nmf"`` or ``"pca"`` for layers with signed activations, ... Default ``None``
+        picks by the sign of the crops' activations at :meth:`fit`: NMF when they are all
+        non-negative (after a ReLU), else Semi-NMF (a ViT's tokens, a ConvNeXt's stages); the
+        choice and its reason are kept in ``dictionary_`` and ``dictionary_reason_``. An
+        explicit ``"nmf"`` on signed activations is refused with a clear error.
     stride
         Step of the crop grid. Default ``int(0.8 · patch_size)``, the paper's code
         (``craft_torch.py``): overlapping crops, 4 × 4 per 224 px image at 64 px. With it,
@@ -194,7 +200,7 @@ class Craft:
         layer: str | None = None,
         n_concepts: int = 10,
         patch_size: int = 64,
-        dictionary: str = "nmf",
+        dictionary: str | None = None,
         *,
         stride: int | None = None,
         input_size: tuple[int, int] | None = None,
@@ -223,7 +229,8 @@ class Craft:
         self.dictionary = dictionary
         self.dictionary_options = dict(check_mapping(dictionary_options, "dictionary_options"))
         # Fail now on an unknown learner or option, not after the crops' forward passes.
-        create_learner(dictionary, self.n_concepts, seed=self.seed, **self.dictionary_options)
+        for name in ("nmf", "semi_nmf") if dictionary is None else (dictionary,):
+            create_learner(name, self.n_concepts, seed=self.seed, **self.dictionary_options)
         if input_size is not None:
             if len(input_size) != 2:
                 raise ValueError(f"input_size must be (H, W); got {input_size!r}")
@@ -233,7 +240,7 @@ class Craft:
             )
         self.input_size = input_size
         if layer is None:
-            self.layer = default_cam_layer(model)
+            self.layer = default_layer(model, input_size=self._check_size())
         else:
             if not isinstance(layer, str):
                 raise TypeError(f"layer must be a layer name (str) or None; got {type(layer).__name__}")
@@ -367,9 +374,10 @@ class Craft:
         spatial: list[tuple[int, ...]] = []
 
         def pooled(g: nn.Module, batch: Tensor, _rows: slice) -> Tensor:
-            maps = _feature_maps(g(batch), self.layer)
-            spatial.append(tuple(maps.shape[1:]))
-            return maps.mean(dim=(2, 3))
+            output = g(batch)
+            layout = _layout(output, self.layer, size)
+            spatial.append(tuple(output.shape[1:]))
+            return layout.to_grid(output).mean(dim=(2, 3))  # over the grid: prefix tokens set aside
 
         with eval_mode(self.model):
             activations = batched_forward(
@@ -381,7 +389,8 @@ class Craft:
                 desc="CRAFT crops",
             )
             self._check_logits(top, spatial[0], class_id)
-        learner = create_learner(self.dictionary, self.n_concepts, seed=self.seed, **self.dictionary_options)
+        dictionary, reason = self._choose_dictionary(activations)
+        learner = create_learner(dictionary, self.n_concepts, seed=self.seed, **self.dictionary_options)
         try:
             learner.fit(activations)
         except ValueError as error:
@@ -401,8 +410,32 @@ class Craft:
             "class_id_": class_id,
             "input_size_": size,
             "reconstruction_error_": float(torch.linalg.matrix_norm(residual)) / scale,
+            "dictionary_": dictionary,
+            "dictionary_reason_": reason,
         }
         return self
+
+    def _choose_dictionary(self, activations: Tensor) -> tuple[str, str]:
+        """The learner to fit, and why: ``dictionary=None`` picks by the sign of the activations."""
+        if self.dictionary is not None:
+            return self.dictionary, "given"
+        low = float(activations.min())
+        if low >= 0:
+            return "nmf", "activations are non-negative: NMF, CRAFT's learner"
+        return "semi_nmf", (
+            f"activations are signed (minimum {low:.3g}): Semi-NMF, which allows signed concepts with "
+            "non-negative coefficients (NMF would refuse them)"
+        )
+
+    @property
+    def dictionary_(self) -> str:
+        """The learner fitted: ``dictionary`` when given, else the one picked by the activations' sign."""
+        return str(self._fitted("dictionary_"))
+
+    @property
+    def dictionary_reason_(self) -> str:
+        """Why :attr:`dictionary_` was fitted (``"given"``, or the sign rule's reading)."""
+        return str(self._fitted("dictionary_reason_"))
 
     def _check_logits(self, top: nn.Module, shape: tuple[int, ...], class_id: int) -> None:
         with torch.no_grad():
@@ -423,14 +456,15 @@ class Craft:
         total = -(-images.shape[0] // self.batch_size)
         for rows in progress_bar(batches, enabled=self.progress, total=total, desc=desc, unit="batch"):
             with torch.no_grad():
-                maps = _feature_maps(bottom(images[rows].to(device)), self.layer)
-            flat = _rows(maps)
+                output = bottom(images[rows].to(device))
+            layout = _layout(output, self.layer, (int(images.shape[2]), int(images.shape[3])))
+            batch_rows = layout.rows(output)
+            batch, positions, features = batch_rows.shape
+            flat = batch_rows.reshape(batch * positions, features)
             codes = learner.transform(flat)
             residual = flat - learner.inverse_transform(codes)
-            batch, _, height, width = maps.shape
-            positions = height * width
             yield _CodedBatch(
-                codes.reshape(batch, positions, -1), residual.reshape(batch, positions, -1), (height, width)
+                codes.reshape(batch, positions, -1), residual.reshape(batch, positions, -1), layout
             )
 
     def transform(self, images: Tensor) -> Tensor:
@@ -444,7 +478,8 @@ class Craft:
         parts: list[Tensor] = []
         with eval_mode(self.model):
             for coded in self._coded_batches(images, "CRAFT transform"):
-                codes = coded.codes.reshape(coded.codes.shape[0], *coded.spatial, -1)
+                grid = coded.layout.grid_rows(coded.codes)  # prefix tokens set aside
+                codes = grid.reshape(grid.shape[0], coded.layout.height, coded.layout.width, -1)
                 parts.append(codes.to(images.device))
         return torch.cat(parts)
 
@@ -518,11 +553,14 @@ class Craft:
                 batches, enabled=self.progress, total=total, desc="CRAFT concept maps", unit="batch"
             ):
                 with torch.no_grad():
-                    maps = _feature_maps(bottom(images[rows].to(device)), self.layer)
+                    output = bottom(images[rows].to(device))
+                layout = _layout(output, self.layer, (int(images.shape[2]), int(images.shape[3])))
+                maps = layout.to_grid(output)
                 batch, _, height, width = maps.shape
-                flat = _rows(maps).detach().requires_grad_(True)
+                flat = layout.grid_rows(layout.rows(output)).reshape(batch * height * width, -1)
+                flat = flat.detach().requires_grad_(True)
                 with torch.enable_grad():
-                    # (batch, positions, r): the mean over positions is each image's score s_i.
+                    # (batch, positions, r): the mean over the grid is each image's score s_i.
                     scores = learner.differentiable_transform(flat).reshape(batch, height * width, -1).mean(1)
                     cams = []
                     for k, concept in enumerate(chosen):
@@ -643,7 +681,7 @@ class Craft:
         _, top = self._split()
         for coded in self._coded_batches(images, desc):
             yield ConceptSpace(
-                top, learner, self.objective, coded.codes, coded.residual, coded.spatial, self.class_id_
+                top, learner, self.objective, coded.codes, coded.residual, coded.layout, self.class_id_
             )
 
     # --- recursion -------------------------------------------------------------------------
@@ -735,7 +773,10 @@ class Craft:
         if self.layer not in outputs:
             raise ValueError(f"layer {self.layer!r} did not run on the crops; pass layer= to decompose")
         shape, _ = outputs[self.layer]
-        needs_nonnegative = create_learner(self.dictionary, 1, **self.dictionary_options).requires_nonnegative
+        needs_nonnegative = (
+            self.dictionary is not None
+            and create_learner(self.dictionary, 1, **self.dictionary_options).requires_nonnegative
+        )
         rejected: list[str] = []
         for name in reversed(names[: names.index(self.layer)]):
             candidate, low = outputs[name]

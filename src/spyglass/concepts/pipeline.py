@@ -337,7 +337,7 @@ def class_concepts(
     n_concepts: int = 10,
     patch_size: int = 64,
     stride: int | None = None,
-    dictionary: str = "nmf",
+    dictionary: str | None = None,
     importance: str = "gradient_input",
     importance_options: Mapping[str, Any] | None = None,
     n_crops: int = 10,
@@ -368,7 +368,9 @@ def class_concepts(
     class_id
         The class explained.
     layer, n_concepts, patch_size, stride, dictionary
-        CRAFT's (see :class:`~spyglass.concepts.Craft`); ``layer=None`` is the last feature map.
+        CRAFT's (see :class:`~spyglass.concepts.Craft`); ``layer=None`` is
+        :func:`~spyglass.models.default_layer`'s, ``dictionary=None`` picks NMF or Semi-NMF by the
+        sign of the activations (the settings record the learner fitted).
     importance
         The concept importance method of :meth:`Craft.importance` (default
         ``"gradient_input"``; ``logit_share`` is only defined for it).
@@ -490,7 +492,7 @@ def class_concepts(
         n_concepts=craft.n_concepts,
         patch_size=craft.patch_size,
         stride=craft.stride,
-        dictionary=craft.dictionary,
+        dictionary=craft.dictionary_,
         importance=importance,
         importance_options=tuple(sorted(options.items())),
         n_crops=n_crops,

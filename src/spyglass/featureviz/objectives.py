@@ -9,6 +9,10 @@ concept directions, the dot product × cosine^k used by MACO (Fel, Boissin et al
 
 Layer names are those of :func:`spyglass.models.list_layers` (``"blocks.5"``): relative
 to a :class:`~spyglass.models.VisionModel`'s network, or to the module itself otherwise.
+A layer that outputs ViT tokens ``(N, t + h·w, C)`` or an ``(N, h, w, C)`` grid is read as
+the ``(N, C, h, w)`` map of :class:`~spyglass.models.FeatureLayout` (found from its shape on
+the images of the call), the class/register tokens set aside, so ``channel``, ``neuron`` and
+``direction`` mean the same on a ViT block as on a convolutional stage.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spyglass.models.feature_maps import feature_layout
 from spyglass.models.hooks import hooked
 from spyglass.models.layers import get_layer
 from spyglass.validation import check_int, check_positive_float
@@ -149,7 +154,7 @@ class Objective:
             if term.layer == _LOGITS:
                 activations = logits
             elif term.layer in captured:
-                activations = captured[term.layer]
+                activations = _as_map(captured[term.layer], (int(images.shape[2]), int(images.shape[3])))
             else:
                 raise ValueError(f"layer {term.layer!r} did not output a tensor in the forward pass")
             total = total + term.weight * term.score(activations)
@@ -179,6 +184,14 @@ class Objective:
 
     def __repr__(self) -> str:
         return " + ".join(f"{t.weight:g}·{t.label}" for t in self._terms)
+
+
+def _as_map(activations: Tensor, size: tuple[int, int]) -> Tensor:
+    """Token sequences and channels-last grids as ``(N, C, h, w)`` maps; anything else unchanged."""
+    if activations.ndim not in (3, 4):
+        return activations
+    layout = feature_layout(tuple(activations.shape[1:]), size)
+    return activations if layout is None else layout.to_grid(activations)
 
 
 def _check_index(name: str, value: object) -> int:

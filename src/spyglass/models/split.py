@@ -50,12 +50,19 @@ class LayerInfo:
         Shape of its output for one image, without the batch dimension.
     splittable
         Whether :func:`split` can cut the model at this layer.
+    map_shape
+        ``(C, h, w)`` when the output reads as a feature map (a convolutional map, a ViT's
+        token sequence, a channels-last grid: :func:`~spyglass.models.feature_layout`), else None.
+    prefix_tokens
+        For a token sequence, the class/register tokens set aside before the grid; else 0.
     """
 
     name: str
     kind: str
     output_shape: tuple[int, ...]
     splittable: bool
+    map_shape: tuple[int, int, int] | None = None
+    prefix_tokens: int = 0
 
 
 def _ancestors(start: Iterable[fx.Node], stop: fx.Node | None = None) -> set[fx.Node]:
@@ -200,8 +207,9 @@ def _check_reconstruction(
 def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) -> list[LayerInfo]:
     """The named sub-modules of a network, in the order their forward passes finish.
 
-    Each comes with its output shape (from one forward pass on a blank image) and
-    whether :func:`split` can cut there. Modules that do not run in the forward pass,
+    Each comes with its output shape (from one forward pass on a blank image), the
+    ``(C, h, w)`` feature map it reads as (token sequences included, their prefix tokens
+    counted) and whether :func:`split` can cut there. Modules that do not run in the forward pass,
     or do not return a single tensor, are left out.
 
     Examples
@@ -211,8 +219,11 @@ def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) 
     >>> [layer.name for layer in layers if layer.splittable][-3:]
     ['global_pool.flatten', 'global_pool', 'classifier']
     """
+    from spyglass.models.feature_maps import feature_layout
+
     layers = named_layers(model)
-    shapes = probe_layers(model, input_size=input_size)
+    size = _input_size(model, input_size)
+    shapes = probe_layers(model, input_size=size)
     infos = []
     for name, shape in shapes.items():
         try:
@@ -220,7 +231,15 @@ def list_layers(model: nn.Module, *, input_size: tuple[int, int] | None = None) 
             splittable = True
         except ValueError:
             splittable = False
+        layout = feature_layout(shape, size)
         infos.append(
-            LayerInfo(name=name, kind=type(layers[name]).__name__, output_shape=shape, splittable=splittable)
+            LayerInfo(
+                name=name,
+                kind=type(layers[name]).__name__,
+                output_shape=shape,
+                splittable=splittable,
+                map_shape=None if layout is None else layout.map_shape,
+                prefix_tokens=0 if layout is None else layout.prefix_tokens,
+            )
         )
     return infos

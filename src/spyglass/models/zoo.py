@@ -7,7 +7,9 @@ Names:
 - any torchvision classification model (``resnet50``, ``vit_b_16``, …), with its
   default ImageNet weights through torchvision's own API;
 - any timm model with the prefix ``timm/`` (``timm/convnext_tiny.fb_in1k``), with its
-  pretrained weights through timm's own API.
+  pretrained weights through timm's own API;
+- the path of a model file written by :func:`spyglass.models.save` (a spec-built model such
+  as a trained 1-Lipschitz classifier; see :mod:`spyglass.models.files`).
 
 torchvision and timm download weights on first use. Where the weights are neither
 cached nor downloadable, :func:`load` fails with one sentence that names the cache
@@ -30,6 +32,7 @@ from torch import nn
 
 from spyglass.data.imagenet import imagenet_class_names
 from spyglass.models.efficientnet_lite import LITE_VARIANTS, build_efficientnet_lite
+from spyglass.models.files import is_model_file, load_file
 from spyglass.models.vision_model import VisionModel
 from spyglass.validation import check_device
 
@@ -60,7 +63,8 @@ def load(
     ----------
     name
         ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``,
-        a torchvision classification model name, or ``timm/<timm model name>``.
+        a torchvision classification model name, ``timm/<timm model name>``, or the path of a
+        file written by :func:`spyglass.models.save`.
     device
         Where to put the model (default: CPU): ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a
         ``torch.device``; one this machine does not have is refused before anything loads.
@@ -79,7 +83,11 @@ def load(
         raise TypeError(f"name must be a model name such as {DEFAULT_MODEL!r}; got {name!r}")
     # Checked before anything is built, so that a typo costs nothing.
     target_device = check_device(device) if device is not None else None
-    if name in LITE_VARIANTS:
+    if is_model_file(name):
+        if weights is not None:
+            raise ValueError(f"{name} is a model file with its own weights; weights= is for model names")
+        model = load_file(name)
+    elif name in LITE_VARIANTS:
         if weights is not None:
             raise ValueError(f"{name} ships its own weights; weights= is for torchvision and timm models")
         model = _load_lite(name)
