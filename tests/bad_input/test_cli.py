@@ -88,6 +88,9 @@ def _base(path: tuple[str, ...], photo: Path, out: Path) -> list[str]:
         args.append(str(photo))
     if "model" in params:
         args += ["--model", "tiny"]
+    for folder in ("data", "maps"):  # the training and alignment commands' class folders
+        if folder in params:
+            args += [f"--{folder}", str(photo.parent)]
     if "out" in params:
         args += ["--out", str(out)]
     if "target" in params:
