@@ -37,6 +37,7 @@ __all__ = [
     "TargetOption",
     "check_class",
     "check_out",
+    "check_out_file",
     "choose_methods",
     "load_model",
     "merge_paths",
@@ -156,6 +157,22 @@ def check_out(out: Path, flag: str = "--out") -> Path:
         raise ValueError(f"{flag} {out} cannot be a folder: {existing} is a file")
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {out} cannot be written: {existing} is not writable")
+    return out
+
+
+def check_out_file(out: Path, kind: str, example: str, flag: str = "--out") -> Path:
+    """``out`` if a new ``kind`` file can be written there: not a folder, not an existing file.
+
+    Checked before any work, like :func:`check_out`; a trained model or its weights are never
+    overwritten. ``example`` is the file name suggested when ``out`` is a folder.
+    """
+    if out.is_dir():
+        raise ValueError(f"{flag} {out} is a folder; give the {kind}'s path, e.g. {out / example}")
+    if out.exists():
+        raise ValueError(
+            f"{flag} {out} exists; remove it or give another path (a {kind} is never overwritten)"
+        )
+    check_out(out.parent if str(out.parent) else Path("."), flag)
     return out
 
 

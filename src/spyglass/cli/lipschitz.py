@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spyglass.cli._prelude import BatchSizeOption, ProgressOption, check_out, user_errors
+from spyglass.cli._prelude import BatchSizeOption, ProgressOption, check_out_file, user_errors
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -112,16 +112,7 @@ def lipschitz(
     from spyglass.validation import check_device
 
     with user_errors():
-        # Where the model goes is checked before any work.
-        if out.is_dir():
-            raise ValueError(
-                f"--out {out} is a folder; give the model file's path, e.g. {out / 'lipschitz.pt'}"
-            )
-        if out.exists():
-            raise ValueError(
-                f"--out {out} exists; remove it or give another path (a model is never overwritten)"
-            )
-        check_out(out.parent if str(out.parent) else Path("."), "--out")
+        check_out_file(out, "model file", "lipschitz.pt")  # before any work
         if data is None:
             raise ValueError("--data is required: a folder with one sub-folder of images per class")
         if alpha is not None and lam is not None:

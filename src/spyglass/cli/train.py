@@ -17,7 +17,7 @@ import typer
 
 from spyglass import models
 from spyglass.alignment import HumanMapFolder, clickme_map_transform, harmonize
-from spyglass.cli._prelude import check_out, user_errors
+from spyglass.cli._prelude import check_out_file, user_errors
 from spyglass.cli.lipschitz import lipschitz
 
 __all__ = ["app"]
@@ -71,16 +71,7 @@ def harmonize_command(
         spyglass train harmonize --data maps/ --model resnet18 --epochs 5 --out harmonized.pt
     """
     with user_errors():
-        # Where the weights go is checked before any work (a file is a file, not a folder).
-        if out.is_dir():
-            raise ValueError(
-                f"--out {out} is a folder; give the weights file's path, e.g. {out / 'harmonized.pt'}"
-            )
-        if out.exists():
-            raise ValueError(
-                f"--out {out} exists; remove it or give another path (weights are never overwritten)"
-            )
-        check_out(out.parent if str(out.parent) else Path("."), "--out")
+        check_out_file(out, "weights file", "harmonized.pt")  # before any work
         dataset = HumanMapFolder(
             data,
             size=size,
