@@ -3,7 +3,7 @@
 Built on the standard library's :class:`http.server.ThreadingHTTPServer`. The server answers
 exactly four kinds of path and 404s everything else:
 
-- ``/``, ``/index.html``, ``/app.js``, ``/style.css``: the viewer shipped with the package;
+- ``/``, ``/index.html``, ``/app.js``, ``/style.css``, ``/favicon.svg``: the viewer shipped with the package;
 - ``/data/index.js`` and ``/data/class/<id>.js``: the documents, made from the source on the fly;
 - ``/files/…``: the atlas's files, resolved and required to lie inside ``root/files``.
 
@@ -50,7 +50,13 @@ from spyglass.lens.site import (
 __all__ = ["SiteServer", "serve"]
 
 _CLASS_SCRIPT = re.compile(r"/data/class/(0|[1-9][0-9]{0,8})\.js")
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 
 
 SourceOrFactory = DocumentSource | Callable[[], DocumentSource]

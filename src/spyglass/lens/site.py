@@ -43,7 +43,7 @@ __all__ = [
     "static_asset",
 ]
 
-STATIC_FILES = ("index.html", "app.js", "style.css")
+STATIC_FILES = ("index.html", "app.js", "style.css", "favicon.svg")
 RECEIVER = "lensReceive"
 STATUSES = ("done", "failed", "pending")
 # Written into an export so that exporting again into the same folder may replace its data.
@@ -72,7 +72,7 @@ def static_asset(name: str) -> bytes:
     >>> static_asset("secret.txt")
     Traceback (most recent call last):
     ...
-    ValueError: no viewer asset 'secret.txt'; expected one of index.html, app.js, style.css
+    ValueError: no viewer asset 'secret.txt'; expected one of index.html, app.js, style.css, favicon.svg
     """
     if name not in STATIC_FILES:
         raise ValueError(f"no viewer asset {name!r}; expected one of {', '.join(STATIC_FILES)}")
@@ -295,7 +295,7 @@ def export_site(source: DocumentSource, out_dir: str | Path, *, progress: bool =
     ...         raise KeyError(class_id)
     >>> page = export_site(Empty(), Path(tempfile.mkdtemp()) / "site")
     >>> sorted(p.name for p in page.parent.rglob("*") if p.is_file())
-    ['.spyglass-lens-site', '0.js', 'app.js', 'index.html', 'index.js', 'style.css']
+    ['.spyglass-lens-site', '0.js', 'app.js', 'favicon.svg', 'index.html', 'index.js', 'style.css']
     """
     root = Path(source.root).resolve()
     index = source.index_document()

@@ -1,7 +1,7 @@
 /* spyglass atlas viewer: plain JavaScript, no framework, no network beyond this site's own files.
  *
  * Data arrive as <script> files (data/index.js, data/class/<id>.js) that call lensReceive(kind, id, doc),
- * so the same page works from file:// (where fetch() is refused) and served. A page loads only the
+ * so the same page works from file:// (where a browser refuses to fetch data) and served. A page loads only the
  * documents it shows: a class page its own script, the index page the index. The DOM is built with
  * textContent and attributes only, never from HTML strings, so no document text can inject markup.
  */
@@ -48,6 +48,7 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "style") Object.assign(el.style, v); // the CSSOM, which a strict CSP allows
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const child of children.flat()) {
@@ -58,7 +59,7 @@ function h(tag, attrs, ...children) {
 }
 
 const pct = (x) => `${(100 * x).toFixed(1)} %`;
-const classLink = (id, text) => h("a", { href: `#class/${Number(id)}` }, text);
+const classLink = (id, ...children) => h("a", { href: `#class/${Number(id)}` }, ...children);
 const conceptLink = (id, k, text) => h("a", { href: `#class/${Number(id)}/concept/${Number(k)}` }, text);
 const imageLink = (id, i, ...children) => h("a", { href: `#class/${Number(id)}/image/${Number(i)}` }, ...children);
 const img = (src, alt, cls) => h("img", { src, alt, loading: "lazy", decoding: "async", class: cls });
@@ -145,7 +146,7 @@ function importanceChart(doc) {
   const top = Math.max(1e-9, ...rows.map((r) => Math.abs(r.value)));
   return h("div", { class: "bars", id: "importance" }, rows.map((r) => {
     const bar = h("span", { class: "bar" + (r.value < 0 ? " negative" : ""),
-      style: `width:${(100 * Math.abs(r.value) / top).toFixed(1)}%;background:${r.concept === null ? "#999" : colour(r.concept)}` });
+      style: { width: `${(100 * Math.abs(r.value) / top).toFixed(1)}%`, background: r.concept === null ? "#999" : colour(r.concept) } });
     const label = r.concept === null ? h("span", { class: "label" }, r.label)
       : h("span", { class: "label" }, conceptLink(doc.id, r.concept, r.label), r.important ? " ★" : "");
     return h("div", { class: "bar-row" }, label, h("span", { class: "track" }, bar), h("span", { class: "value" }, pct(r.value)));
@@ -190,7 +191,7 @@ function clusterGraph(doc, highlight) {
   return h("div", { class: "graph" },
     h("svg", { viewBox: `0 0 ${W} ${H}`, id: "cluster-graph", role: "img", "aria-label": "strategic cluster graph" }, points),
     h("p", { class: "legend" }, "dominant concept: ", used.map((k) =>
-      h("span", { class: "key" }, h("i", { style: `background:${colour(k)}` }), conceptLink(doc.id, k, `${k}`)))));
+      h("span", { class: "key" }, h("i", { style: { background: colour(k) } }), conceptLink(doc.id, k, `${k}`)))));
 }
 
 /* The concepts' 2-D similarity layout beside their cosine matrix. */
@@ -254,7 +255,7 @@ function conceptPanel(doc, concept) {
 function classPage(doc, concept) {
   const cards = h("div", { class: "cards", id: "concepts" }, doc.concepts.map((c) =>
     h("a", { href: `#class/${doc.id}/concept/${c.index}`, class: "concept" + (c.index === concept ? " open" : ""),
-      style: `border-color:${colour(c.index)}`, "data-concept": c.index },
+      style: { borderColor: colour(c.index) }, "data-concept": c.index },
       c.render ? img(c.render, `concept ${c.index}`, "render") : h("span", { class: "render none" }, "no rendering"),
       h("b", {}, `concept ${c.index}`, c.important ? " ★" : ""),
       h("span", { class: "note" }, `${pct(c.share)} of logit · ${pct(c.image_share)} of images`))));
@@ -284,7 +285,7 @@ function imagePage(doc, index) {
         h("div", { class: "bar-row" + (s.k === im.dominant ? " dominant" : "") },
           h("span", { class: "label" }, conceptLink(doc.id, s.k, `concept ${s.k}`)),
           h("span", { class: "track" }, h("span", { class: "bar" + (s.v < 0 ? " negative" : ""),
-            style: `width:${(100 * Math.abs(s.v) / top).toFixed(1)}%;background:${colour(s.k)}` })),
+            style: { width: `${(100 * Math.abs(s.v) / top).toFixed(1)}%`, background: colour(s.k) } })),
           h("span", { class: "value" }, pct(s.v))))))),
     section("Concept maps on this image", im.maps.length ? h("div", { class: "crops", id: "image-maps" }, im.maps.map((m) =>
       h("figure", {}, img(m.file, `concept ${m.concept} on image ${index}`, "map"), h("figcaption", {}, conceptLink(doc.id, m.concept, `concept ${m.concept}`)))))
