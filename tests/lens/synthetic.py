@@ -85,7 +85,11 @@ class SyntheticAtlas:
             "spyglass_version": "0.1.0",
             "data": "/data/synthetic",
             "created": "2026-12-02",
-            "settings": {"n_concepts": self.n_concepts, "images_per_class": self.n_images, "similar": ">= 0.5"},
+            "settings": {
+                "n_concepts": self.n_concepts,
+                "images_per_class": self.n_images,
+                "similar": ">= 0.5",
+            },
         }
 
     def index_document(self) -> dict[str, Any]:
@@ -146,7 +150,9 @@ class SyntheticAtlas:
                 file = self._png(f"{base}/map-{k}-{int(i)}.png", colours[k], 24, rng)
                 maps.append({"image": int(i), "file": file})
                 image_maps[int(i)].append({"concept": k, "file": file})
-            aligned = [others[int(j)] for j in rng.choice(len(others), size=min(5, len(others)), replace=False)]
+            aligned = [
+                others[int(j)] for j in rng.choice(len(others), size=min(5, len(others)), replace=False)
+            ]
             concepts.append(
                 {
                     "index": k,
@@ -165,7 +171,12 @@ class SyntheticAtlas:
                     ],
                     "layout": [_round(layout[k, 0]), _round(layout[k, 1])],
                     "similar": [
-                        {"class": s.id, "short": s.short, "concept": int((k + j) % r), "cosine": _round(0.8 - 0.05 * j)}
+                        {
+                            "class": s.id,
+                            "short": s.short,
+                            "concept": int((k + j) % r),
+                            "cosine": _round(0.8 - 0.05 * j),
+                        }
                         for j, s in enumerate(aligned)
                         if s.id != spec.id
                     ],

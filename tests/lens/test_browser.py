@@ -23,7 +23,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (the test extra)"
+    )
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium)")
     with sync_api.sync_playwright() as playwright:
@@ -54,7 +56,8 @@ class Watched:
         """Wait until every image of ``selector`` has loaded and decoded; their number."""
         self.page.locator(selector).first.wait_for()
         self.page.wait_for_function(
-            "s => [...document.querySelectorAll(s)].every(i => i.complete && i.naturalWidth > 0)", arg=selector
+            "s => [...document.querySelectorAll(s)].every(i => i.complete && i.naturalWidth > 0)",
+            arg=selector,
         )
         return self.page.locator(selector).count()
 
@@ -84,7 +87,11 @@ def test_the_walk_of_the_issue(browser: Any, site: str, small_atlas: SyntheticAt
     page.select_option("#important", index=1)
     n_important = int(page.locator("#important option").nth(1).get_attribute("value"))
     shown = page.locator("#class-list li:not([hidden])")
-    expected = [c["id"] for c in small_atlas.index_document()["classes"] if c["status"] == "done" and c["n_important"] == n_important]
+    expected = [
+        c["id"]
+        for c in small_atlas.index_document()["classes"]
+        if c["status"] == "done" and c["n_important"] == n_important
+    ]
     assert [int(shown.nth(i).get_attribute("data-id")) for i in range(shown.count())] == expected
     page.select_option("#important", index=0)
     page.fill("#search", "crane")
@@ -101,7 +108,9 @@ def test_the_walk_of_the_issue(browser: Any, site: str, small_atlas: SyntheticAt
     page.click(f"#concepts a[data-concept='{concept['index']}']")
     assert page.url.endswith(f"#class/1/concept/{concept['index']}")
     assert watched.images_loaded("#crops img") == len(concept["crops"])
-    assert [page.locator("#crops img").nth(i).get_attribute("src") for i in range(len(concept["crops"]))] == concept["crops"]
+    assert [
+        page.locator("#crops img").nth(i).get_attribute("src") for i in range(len(concept["crops"]))
+    ] == concept["crops"]
     assert watched.images_loaded("#maps img") == len(concept["maps"])
     page.screenshot(path=tmp_path / "concept.png", full_page=True)
 

@@ -43,7 +43,11 @@ def raw_request(base: str, line: bytes) -> bytes:
 
 def test_it_serves_the_viewer_the_documents_and_the_files(small_atlas: SyntheticAtlas, served: str) -> None:
     status, headers, body = request(served, "/")
-    assert status == 200 and headers["Content-Type"].startswith("text/html") and body == static_asset("index.html")
+    assert (
+        status == 200
+        and headers["Content-Type"].startswith("text/html")
+        and body == static_asset("index.html")
+    )
     assert request(served, "/app.js")[2] == static_asset("app.js")
     assert request(served, "/data/index.js")[2] == index_script(small_atlas.index_document()).encode()
     entry = small_atlas.index_document()["classes"][1]
@@ -116,7 +120,9 @@ def test_every_spelling_of_a_path_out_of_the_atlas_gets_404(served: str, leak: N
 )
 def test_raw_bytes_in_the_request_line_get_404(served: str, line: bytes) -> None:
     answer = raw_request(served, line)
-    assert answer.startswith((b"HTTP/1.1 404", b"HTTP/1.0 404", b"HTTP/1.1 400", b"HTTP/1.0 400")), answer[:60]
+    assert answer.startswith((b"HTTP/1.1 404", b"HTTP/1.0 404", b"HTTP/1.1 400", b"HTTP/1.0 400")), answer[
+        :60
+    ]
     assert b"root:" not in answer
 
 
@@ -187,7 +193,9 @@ def test_the_source_is_opened_and_called_in_one_thread(recording: tuple[Recordin
     assert threading.get_ident() not in opened_in
 
 
-def test_a_broken_document_is_a_500_and_the_server_stays_up(recording: tuple[Recording, str, set[int]]) -> None:
+def test_a_broken_document_is_a_500_and_the_server_stays_up(
+    recording: tuple[Recording, str, set[int]],
+) -> None:
     atlas, url, _ = recording
     atlas.broken = True
     status, _, body = request(url, "/data/class/1.js")

@@ -29,7 +29,9 @@ def received(script: str) -> tuple[str, Any, Any]:
     return match.group(1), json.loads(match.group(2)), json.loads(match.group(3))
 
 
-def test_every_class_has_a_page_none_lost_to_a_name_clash(small_atlas: SyntheticAtlas, exported: Path) -> None:
+def test_every_class_has_a_page_none_lost_to_a_name_clash(
+    small_atlas: SyntheticAtlas, exported: Path
+) -> None:
     site = exported.parent
     kind, key, index = received((site / "data" / "index.js").read_text())
     assert (kind, key) == ("index", None)
@@ -129,7 +131,15 @@ def test_a_document_that_is_not_json_ready_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_index_is_keyed_by_unique_ids() -> None:
-    entry = {"id": 4, "short": "a", "name": "a", "status": "done", "n_images": 1, "n_important": 1, "error": None}
+    entry = {
+        "id": 4,
+        "short": "a",
+        "name": "a",
+        "status": "done",
+        "n_images": 1,
+        "n_important": 1,
+        "error": None,
+    }
     with pytest.raises(ValueError, match="class id 4 appears twice"):
         index_entries({"provenance": {}, "classes": [entry, dict(entry)]})
     with pytest.raises(ValueError, match="'status' must be one of"):

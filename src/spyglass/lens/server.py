@@ -24,6 +24,7 @@ symbolic link out of it is refused too).
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import re
 import threading
@@ -115,7 +116,9 @@ class _Documents:
         entry = next((entry for entry in index_entries(index) if entry["id"] == int(key)), None)
         if entry is None:
             return None
-        return class_script(entry["id"], class_payload(self.source, entry, index["provenance"])).encode("utf-8")
+        return class_script(entry["id"], class_payload(self.source, entry, index["provenance"])).encode(
+            "utf-8"
+        )
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
@@ -274,7 +277,9 @@ class SiteServer(ThreadingHTTPServer):
         self.documents.close()
 
 
-def serve(source: SourceOrFactory, host: str = "127.0.0.1", port: int = 8000, *, verbose: bool = True) -> None:
+def serve(
+    source: SourceOrFactory, host: str = "127.0.0.1", port: int = 8000, *, verbose: bool = True
+) -> None:
     """Serve an atlas's viewer until interrupted (Ctrl-C): read-only, on 127.0.0.1 by default.
 
     See :class:`SiteServer` for what is served; an export (:func:`spyglass.lens.site.export_site`)
@@ -292,7 +297,5 @@ def serve(source: SourceOrFactory, host: str = "127.0.0.1", port: int = 8000, *,
     with SiteServer(source, host, port, verbose=verbose) as server:
         if verbose:
             print(f"serving the atlas {server.root} at {server.url} (Ctrl-C to stop)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass

@@ -206,7 +206,9 @@ def _script(kind: str, key: int | None, document: Mapping[str, Any]) -> str:
     try:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"the {kind} document is not JSON-ready (str, int, float, None, lists, dicts): {error}")
+        raise ValueError(
+            f"the {kind} document is not JSON-ready (str, int, float, None, lists, dicts): {error}"
+        ) from error
     # JSON allows these two line separators inside strings; older JavaScript does not.
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return f"{RECEIVER}({json.dumps(kind)},{json.dumps(key)},{text});\n"
