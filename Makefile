@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: demo test lint typecheck pytest benchmark clean
+.PHONY: demo test lint typecheck pytest benchmark clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,17 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test
+# The atlas viewer's browser tests drive Debian's chromium through Playwright, which never downloads
+# a browser here. Installed when missing (as root, with apt-get); elsewhere those tests skip, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "warning: no chromium: the browser tests will skip (Debian: apt-get install -y chromium)" >&2; \
+	fi
+
+pytest: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -47,6 +57,7 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/featureviz.py
 	$(BIN)/python benchmarks/eva.py
 	$(BIN)/python benchmarks/architectures.py
+	$(BIN)/python benchmarks/lens_site.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
+import spyglass.lens.site as site_module
 from spyglass.lens.site import (
     RECEIVER,
     STATIC_FILES,
@@ -163,3 +166,15 @@ def test_a_class_page_weighs_under_40_kb_on_1000_classes(tmp_path: Path) -> None
     # The index of 1,000 classes alone is over the budget: no class page may carry it (test_browser
     # checks that a class page never loads data/index.js).
     assert len(json.dumps(index)) > 40_000
+
+
+def test_every_viewer_file_ships_in_the_package() -> None:
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = Path(site_module.__file__).parent / "static"
+    shipped = {
+        p.name
+        for p in static.iterdir()
+        if any(fnmatch.fnmatch(f"lens/static/{p.name}", g) for g in patterns["spyglass"])
+    }
+    assert shipped == {p.name for p in static.iterdir()} == set(STATIC_FILES)

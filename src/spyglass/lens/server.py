@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -271,6 +272,12 @@ class SiteServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that closes a page while its images load drops the connection: not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def server_close(self) -> None:
         super().server_close()

@@ -84,6 +84,7 @@ function render(...nodes) {
   const main = document.getElementById("main");
   main.replaceChildren(...nodes);
   hideTip();
+  performance.mark("lens:rendered"); // what benchmarks/lens_site.py times
 }
 
 /* ---------- the class index ---------- */
