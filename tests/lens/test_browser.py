@@ -160,3 +160,39 @@ def test_a_class_page_loads_only_its_own_document(browser: Any, site: str) -> No
     assert data == ["class/0.js"]  # never the index of every class
     assert watched.errors == [] and watched.outside() == []
     watched.page.close()
+
+
+def test_document_text_is_shown_as_text_never_run(browser: Any, tmp_path: Path) -> None:
+    # Names and errors come from the model's class list and from exceptions: they may hold markup.
+    from spyglass.lens.site import export_site
+    from tests.lens.synthetic import ClassSpec
+
+    hostile = "<img src=x onerror=\"document.title='ran'\">"
+    atlas = SyntheticAtlas(
+        tmp_path / "atlas",
+        (ClassSpec(0, "<b>x</b>", hostile, "failed", "<script>document.title='ran'</script>"),),
+    )
+    page_file = export_site(atlas, tmp_path / "site", progress=False)  # file://: no CSP to rely on
+    watched = Watched(browser, page_file.as_uri())
+    watched.page.goto(page_file.as_uri())
+    assert watched.page.inner_text("#class-list b") == "<b>x</b>"
+    watched.page.goto(page_file.as_uri() + "#class/0")
+    watched.page.wait_for_selector(".error")
+    assert hostile in watched.page.inner_text("main") and "<script>" in watched.page.inner_text(".error")
+    assert watched.page.title() == "spyglass atlas" and watched.page.locator("main img").count() == 0
+    assert watched.errors == []
+    watched.page.close()
+
+
+def test_every_point_is_reachable_by_keyboard(browser: Any, served: str, small_atlas: SyntheticAtlas) -> None:
+    watched = Watched(browser, served)
+    page = watched.page
+    page.goto(served + "#class/0")
+    page.wait_for_selector("#cluster-graph circle")
+    page.focus("#cluster-graph circle >> nth=4")
+    page.wait_for_selector("#tip:not([hidden])")
+    assert page.get_attribute("#tip img", "src") == small_atlas.class_document(0)["images"][4]["thumb"]
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#photo")
+    assert page.url.endswith("#class/0/image/4") and watched.errors == []
+    page.close()

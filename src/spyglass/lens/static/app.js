@@ -185,7 +185,12 @@ function clusterGraph(doc, highlight) {
       onmouseenter: (e) => showTip(e, im.thumb, `image ${im.index} · concept ${im.dominant}`),
       onmousemove: (e) => showTip(e, im.thumb, `image ${im.index} · concept ${im.dominant}`),
       onmouseleave: hideTip,
-      onclick: () => { location.hash = `#class/${doc.id}/image/${im.index}`; } });
+      onclick: () => { location.hash = `#class/${doc.id}/image/${im.index}`; },
+      // Keyboard too: Tab reaches each point, focus shows its thumbnail, Enter opens the image.
+      tabindex: 0, role: "link", "aria-label": `image ${im.index}, dominant concept ${im.dominant}`,
+      onfocus: (e) => { const r = e.target.getBoundingClientRect(); showTip({ clientX: r.right, clientY: r.bottom }, im.thumb, `image ${im.index} · concept ${im.dominant}`); },
+      onblur: hideTip,
+      onkeydown: (e) => { if (e.key === "Enter") location.hash = `#class/${doc.id}/image/${im.index}`; } });
   });
   if (highlight !== undefined) points.sort((a, b) => (a.classList.contains("current") ? 1 : 0) - (b.classList.contains("current") ? 1 : 0));
   const used = [...new Set(doc.images.map((i) => i.dominant))].sort((a, b) => a - b);
