@@ -104,6 +104,11 @@ def test_the_walk_of_the_issue(browser: Any, site: str, small_atlas: SyntheticAt
     assert page.locator("#importance .bar-row").count() == len(document["concepts"]) + 1  # and the residual
     assert "synthetic_resnet" in page.inner_text("#provenance") and "layer4" in page.inner_text("#provenance")
 
+    r = len(document["concepts"])
+    assert (
+        page.locator("svg.similarity circle").count() == r
+        and page.locator("svg.matrix rect").count() == r * r
+    )
     concept = document["concepts"][2]
     page.click(f"#concepts a[data-concept='{concept['index']}']")
     assert page.url.endswith(f"#class/1/concept/{concept['index']}")

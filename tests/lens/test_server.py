@@ -6,6 +6,7 @@ import http.client
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -208,3 +209,29 @@ def test_a_source_must_have_the_contract() -> None:
         SiteServer(object(), port=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got str"):
         SiteServer(lambda: "atlas", port=0)  # type: ignore[arg-type,return-value]
+
+
+class Building(SyntheticAtlas):
+    """An atlas whose class 3 is pending until ``finished`` (a build still running)."""
+
+    finished = False
+
+    def index_document(self) -> dict[str, Any]:
+        index = super().index_document()
+        if self.finished:
+            index["classes"][3] = {**index["classes"][3], "status": "failed", "error": "it ran out of memory"}
+        return index
+
+
+def test_a_build_in_progress_shows_once_the_cache_expires(tmp_path: Path) -> None:
+    atlas = Building(tmp_path / "atlas", n_images=2, n_concepts=2, n_crops=1, maps_per_concept=1)
+    with SiteServer(atlas, port=0, cache_seconds=0.3) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        assert b'"status":"pending"' in request(server.url, "/data/class/3.js")[2]
+        atlas.finished = True
+        assert b'"status":"pending"' in request(server.url, "/data/class/3.js")[2]  # cached
+        time.sleep(0.4)
+        assert b"ran out of memory" in request(server.url, "/data/class/3.js")[2]
+        server.shutdown()
+        thread.join(timeout=5)

@@ -230,6 +230,8 @@ class SiteServer(ThreadingHTTPServer):
         Where to listen; ``port=0`` picks a free port (see :attr:`url`).
     verbose
         Log each request on stderr.
+    cache_seconds
+        How long a generated data script is reused before the source is asked again.
 
     Examples
     --------
@@ -253,11 +255,17 @@ class SiteServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, source: SourceOrFactory, host: str = "127.0.0.1", port: int = 8000, *, verbose: bool = False
+        self,
+        source: SourceOrFactory,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        verbose: bool = False,
+        cache_seconds: float = 5.0,
     ) -> None:
         self.verbose = verbose
         self.assets = {name: static_asset(name) for name in STATIC_FILES}
-        self.documents = _Documents(source)
+        self.documents = _Documents(source, seconds=cache_seconds)
         self.root = self.documents.root
         self.files_root = (self.root / "files").resolve()
         try:
