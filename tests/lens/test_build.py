@@ -353,3 +353,36 @@ def test_classical_mds_recovers_planar_distances() -> None:
     chords = np.sqrt(np.clip(2 - 2 * cosine, 0, None))
     np.testing.assert_allclose(np.linalg.norm(layout[:, None] - layout[None], axis=-1), chords, atol=1e-6)
     np.testing.assert_array_equal(classical_mds(cosine), layout)
+
+
+def test_one_build_at_a_time(tiny_atlas: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_atlas, root)
+    refused = pytest.raises(ValueError, match="another build is writing into")
+    with (
+        Atlas.open(root) as first,
+        Atlas.open(root) as second,
+        first.writer_lock(),
+        refused,
+        second.writer_lock(),
+    ):
+        pass
+    with Atlas.open(root) as atlas, atlas.writer_lock():  # released when the first build ends
+        pass
+
+
+def test_bad_arguments_fail_before_any_work(photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "atlas"
+    with pytest.raises(ValueError, match="not both"):
+        build_atlas(tiny_model, photo_folder, out, workers=2, scheduler="tcp://localhost:8786")
+    with pytest.raises(TypeError, match="needs a model spec the workers can load"):
+        build_atlas(tiny_model(), photo_folder, out, workers=2)
+    with pytest.raises(ValueError, match="no such folder"):
+        build_atlas(tiny_model, tmp_path / "nope", out)
+    with pytest.raises(ValueError, match=r"class id must be .*4"):
+        build_atlas(tiny_model, photo_folder, out, classes=[5], settings=TINY)
+    with pytest.raises(TypeError, match="top-level function"):
+        build_atlas(lambda: tiny_model(), photo_folder, out)
+    with pytest.raises(ValueError, match="min_images"):
+        AtlasSettings(min_images=2)
+    assert not out.exists()
