@@ -211,7 +211,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['allocator']}), {result['data']}; UMAP compiled beforehand "
         f"({result['umap_warmup_s']:.0f} s)",
         "",
-        "| preset | classes | s / class | model forward s | model backward s | model share | folder img/s |",
+        "| preset | classes | s / class | model forward s | model backward s | model share "
+        "| folder img/s, with model load |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["presets"]:

@@ -677,7 +677,7 @@ def build_atlas(
     model
         A :func:`spyglass.models.load` name or model file (what Dask workers load), a
         top-level function returning a :class:`VisionModel`, or a :class:`VisionModel`
-        (in-process builds only).
+        (in-process builds only; used where it is, ``device`` aside).
     data_dir
         The image folder (flat, or one sub-folder per class; labels are not used: the model's
         predictions choose each class's images).
@@ -757,8 +757,8 @@ def build_atlas(
     if root.exists() and not root.is_dir():
         raise ValueError(f"atlas folder {root} is a file; give a folder's path")
 
-    # The client's own copy of the model: its identity (hash, layer, names) and nothing else.
-    local = load_worker_model(model, device if scheduler is None else "cpu")
+    # The client's copy of the model gives its identity (hash, layer, names); in process it computes too.
+    local = load_worker_model(model, "cpu" if distributed else device)
     info = model_info(model, local)
     requested: list[int] | None = None
     if classes is not None:
