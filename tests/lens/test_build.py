@@ -386,3 +386,18 @@ def test_bad_arguments_fail_before_any_work(photo_folder: Path, tmp_path: Path) 
     with pytest.raises(ValueError, match="min_images"):
         AtlasSettings(min_images=2)
     assert not out.exists()
+
+
+def test_an_atlas_killed_while_being_created_is_created_again(tmp_path: Path) -> None:
+    from spyglass.lens import ModelInfo
+
+    info = ModelInfo("tiny", None, "4", ("a", "b"), ("a", "b"))
+    root = tmp_path / "atlas"
+    root.mkdir()
+    (root / "atlas.sqlite").write_bytes(b"")  # the empty file a killed creation leaves
+    with Atlas.open_or_create(root, info, {"seed": 0}, data="photos") as atlas:
+        assert [c["status"] for c in atlas.index_document()["classes"]] == ["pending", "pending"]
+    (root / "atlas.sqlite").unlink()
+    (root / "atlas.sqlite").write_bytes(b"not a database, and not ours to delete" * 100)
+    with pytest.raises(ValueError, match="cannot be read as an atlas"):
+        Atlas.open_or_create(root, info, {"seed": 0}, data="photos")

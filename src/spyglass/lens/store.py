@@ -22,6 +22,7 @@ the viewer reads: plain JSON-ready dicts computed from the records, with floats 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -283,8 +284,11 @@ class Atlas:
             "rules": dict(rules or {}),
         }
         connection = cls._connect(path / DATABASE)
-        connection.executescript(_SCHEMA)
+        # Schema and provenance in one transaction: a build killed here leaves no half-made atlas.
         with _transaction(connection):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
             connection.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [
@@ -315,6 +319,10 @@ class Atlas:
             results of two builds are never mixed.
         """
         path = Path(root)
+        if (path / DATABASE).exists() and _holds_no_table(path / DATABASE):
+            # What a build killed while creating the atlas leaves (the creation is one transaction).
+            for suffix in ("", "-wal", "-shm"):
+                (path / f"{DATABASE}{suffix}").unlink(missing_ok=True)
         if not (path / DATABASE).exists():
             return cls.create(path, model_info, settings, data=data, rules=rules)
         atlas = cls.open(path)
@@ -721,6 +729,14 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def _holds_no_table(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+    except sqlite3.DatabaseError:  # not a database at all: not ours to delete
+        return False
 
 
 def _fsync_folder(folder: Path) -> None:
