@@ -6,6 +6,7 @@ the fixtures here hand out fresh copies, so that no test sees another's changes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,11 @@ settings.register_profile("ci", max_examples=4, derandomize=True, **_PROFILE)
 settings.register_profile("fuzz", max_examples=60, **_PROFILE)
 settings.load_profile("ci")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ``../shared/data`` beside the project; SPYGLASS_SHARED_DATA points elsewhere (a git worktree's
+# parent is not the project's).
+SHARED_DATA = Path(
+    os.environ.get("SPYGLASS_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 @pytest.fixture(scope="session")

@@ -61,8 +61,10 @@ def test_the_app_has_its_commands_and_the_train_group() -> None:
             "demo",
             "train",
             "alignment",
+            "lens",
         ]
     )
+    assert {path for path in COMMANDS if path[0] == "lens"} >= {("lens", "build"), ("lens", "info")}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
@@ -112,6 +114,7 @@ USER_ERROR_CASES = {
     "visualize": (["visualize", "-t", "1", "--method", "lucid"], "error: --method must be maco or fourier"),
     "demo": (["demo", "--method", "sobolz"], "error: unknown attribution method 'sobolz'"),
     "alignment": (["alignment", "--maps", "nope.jpg"], "error: no such folder: nope.jpg"),
+    "lens": (["lens", "build", "--data", "nope.jpg"], "error: no such folder: nope.jpg"),
     "train": (
         ["train", "harmonize", "--data", "nope.jpg", "--model", "resnet18"],
         "error: no such folder: nope.jpg",

@@ -19,7 +19,7 @@ from typer import _click
 from typer.core import TyperGroup
 from typer.main import get_command_name
 
-from spyglass.cli import alignment, concepts, demo, evaluate, explain, predict, train, visualize
+from spyglass.cli import alignment, concepts, demo, evaluate, explain, lens, predict, train, visualize
 from spyglass.cli._prelude import one_line
 
 __all__ = ["FAMILIES", "GROUPS", "OneLineErrors", "app", "build_app", "mount", "one_line_warnings"]
@@ -164,6 +164,6 @@ def build_app(groups: Sequence[tuple[str, typer.Typer]] = ()) -> typer.Typer:
 
 
 # Families of sub-commands, each mounted under its word: `spyglass train lipschitz`.
-GROUPS = (("train", train.app),)
+GROUPS = (("train", train.app), ("lens", lens.app))
 
 app = build_app(GROUPS)

@@ -1,6 +1,6 @@
 """Data: image files and folders, bundled sample photos, ImageNet class metadata."""
 
-from spyglass.data.imagenet import imagenet_class_names, imagenet_wnids, wnid_to_index
+from spyglass.data.imagenet import imagenet_class_names, imagenet_descriptions, imagenet_wnids, wnid_to_index
 from spyglass.data.images import (
     IMAGE_SUFFIXES,
     ImageSet,
@@ -17,6 +17,7 @@ __all__ = [
     "UnreadableImagesWarning",
     "find_images",
     "imagenet_class_names",
+    "imagenet_descriptions",
     "imagenet_wnids",
     "read_images",
     "sample_photos",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-__all__ = ["imagenet_class_names", "imagenet_wnids", "wnid_to_index"]
+__all__ = ["imagenet_class_names", "imagenet_descriptions", "imagenet_wnids", "wnid_to_index"]
 
 
 @cache
@@ -30,6 +30,19 @@ def imagenet_wnids() -> tuple[str, ...]:
 
     info = ImageNetInfo("imagenet-1k")
     return tuple(info.index_to_label_name(i) for i in range(info.num_classes()))
+
+
+@cache
+def imagenet_descriptions() -> tuple[str, ...]:
+    """The 1,000 WordNet lemmas of ImageNet-1k, by index (``0 -> "tench, Tinca tinca"``).
+
+    Longer than :func:`imagenet_class_names` and not unique (two classes are ``"crane"``): a
+    class is named by its index, and this is its description.
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    return tuple(info.index_to_description(i) for i in range(info.num_classes()))
 
 
 @cache
