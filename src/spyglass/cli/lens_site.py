@@ -51,7 +51,13 @@ def serve_command(
         ),
     ] = "127.0.0.1",
 ) -> None:
-    """Serve the atlas's pages on 127.0.0.1 (read-only) until Ctrl-C."""
+    """Serve the atlas ATLAS's pages on 127.0.0.1 (read-only) until Ctrl-C.
+
+    Example:
+
+    \b
+        spyglass lens serve atlas/ --port 8000
+    """
     from spyglass.lens.server import serve
 
     with user_errors():
@@ -70,7 +76,13 @@ def export_command(
     ],
     progress: ProgressOption = True,
 ) -> None:
-    """Write the atlas as a static site that opens from file:// or any static host."""
+    """Write the atlas ATLAS as a static site in DIR that opens from file:// or any static host.
+
+    Example:
+
+    \b
+        spyglass lens export atlas/ site/
+    """
     from spyglass.lens.site import export_site
 
     with user_errors():
