@@ -40,7 +40,8 @@ What it measures
 
 Seconds depend on the machine and its load; accuracies and scores do not (the run is
 seeded). The default (1,000 train and 400 test composites, 8 epochs, 3 MeGe folds) takes
-about 15 minutes on 2 quiet cores, most of it the 1-Lipschitz model's training (torchlip
+about 15 minutes on 2 quiet cores (an estimate; 29 minutes measured at low priority beside
+other work), most of it the 1-Lipschitz model's training (torchlip
 re-orthonormalises every kernel at every step, to convergence); the 1-Lipschitz models are
 explained exported (:func:`~spyglass.alignment.export_lipschitz`, the same outputs).
 ``--quick`` is a smoke run (32 px, a few photos, one epoch, 2 folds, few samples): it
