@@ -25,14 +25,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spyglass.alignment import alignment_score, harmonize, signed_saliency
+from spyglass.alignment import alignment_score, composite_task, harmonize, read_halves, signed_saliency
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imagenette-val"
 LABELS = ("n01440764", "n03028079")  # tench, church
@@ -40,37 +38,15 @@ DISTRACTORS = ("n03445777", "n03888257", "n02979186")  # golf ball, parachute, c
 SIZE = 32
 
 
-def _photos(wnid: str, count: int) -> list[np.ndarray]:
-    out = []
-    for path in sorted((DATA / wnid).iterdir())[:count]:
-        with Image.open(path) as image:
-            half = image.convert("RGB").resize((SIZE // 2, SIZE), Image.Resampling.BILINEAR)
-        out.append(np.asarray(half, dtype=np.float32) / 255.0)
-    return out
+def _halves(wnid: str, count: int, offset: int) -> torch.Tensor:
+    return read_halves(sorted((DATA / wnid).iterdir())[offset : offset + count], SIZE)
 
 
 def _composites(per_class: int, offset: int, seed: int) -> TensorDataset:
-    rng = np.random.default_rng(seed)
-    distractors = [p for w in DISTRACTORS for p in _photos(w, offset + per_class)[offset:]]
-    images, labels, maps = [], [], []
-    for label, wnid in enumerate(LABELS):
-        for photo in _photos(wnid, offset + per_class)[offset:]:
-            other = distractors[int(rng.integers(len(distractors)))]
-            left = bool(rng.integers(2))
-            pair = (photo, other) if left else (other, photo)
-            images.append(np.concatenate(pair, axis=1))
-            heat = np.zeros((SIZE, SIZE), dtype=np.float32)
-            if left:
-                heat[:, : SIZE // 2] = 1.0
-            else:
-                heat[:, SIZE // 2 :] = 1.0
-            labels.append(label)
-            maps.append(heat)
-    return TensorDataset(
-        torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-        torch.tensor(labels),
-        torch.from_numpy(np.stack(maps)),
-    )
+    distractors = torch.cat([_halves(w, per_class, offset) for w in DISTRACTORS])
+    objects = torch.cat([_halves(w, per_class, offset) for w in LABELS])
+    labels = torch.arange(len(LABELS)).repeat_interleave(per_class)
+    return composite_task(objects, labels, distractors, seed=seed)
 
 
 def _cnn() -> nn.Module:

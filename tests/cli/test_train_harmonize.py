@@ -1,4 +1,4 @@
-"""``spyglass train harmonize``: fine-tunes a torchvision model and writes weights models.load reads."""
+"""``spyglass train harmonize``: fine-tunes a torchvision model and writes a model file ``--model`` takes."""
 
 from __future__ import annotations
 
@@ -28,24 +28,42 @@ def _folder(root: Path, maps: bool = True) -> Path:
     return root
 
 
-def test_train_harmonize_writes_loadable_weights(tmp_path: Path) -> None:
+def test_train_harmonize_writes_a_model_file_every_command_takes(tmp_path: Path) -> None:
     torch.manual_seed(0)
     start = tmp_path / "start.pt"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), start)
     out = tmp_path / "harmonized.pt"
-    arguments = ["train", "harmonize", "--data", str(_folder(tmp_path / "data")), "--model", "resnet18"]
+    data = _folder(tmp_path / "data")
+    arguments = ["train", "harmonize", "--data", str(data), "--model", "resnet18"]
     arguments += ["--weights", str(start), "--out", str(out), "--size", "32", "--batch-size", "4"]
     arguments += ["--lr", "1e-3", "--no-progress"]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
-    assert "trained 1 steps" in result.output
-    trained = models.load("resnet18", weights=out)
+    assert "trained 1 steps" in result.output and f"use it as `--model {out}`" in result.output
+    trained = models.load(str(out))  # no name, no weights: the file says what it is
     initial = models.load("resnet18", weights=start)
+    assert trained.spec == {"builder": "zoo", "arguments": {"name": "resnet18"}}
+    assert trained.input_size == initial.input_size and trained.class_names == initial.class_names
     changed = [
         not torch.equal(a, b)
         for a, b in zip(trained.network.parameters(), initial.network.parameters(), strict=True)
     ]
     assert any(changed)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(trained(x), models.load("resnet18", weights=out)(x))
+    photo = data / "n01440764" / "0.png"
+    result = runner.invoke(app, ["predict", str(photo), "--model", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["explain", str(photo), "--model", str(out), "-M", "saliency", "--out", str(tmp_path / "maps")]
+    )
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "maps").iterdir())
+    # --out is never overwritten, and refused before any training.
+    written = out.read_bytes()
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2 and "exists" in result.output and "trained" not in result.output
+    assert out.read_bytes() == written
 
 
 def test_train_harmonize_refuses_a_folder_without_maps(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Harmonization (Fel, Felipe, Linsley, Serre, NeurIPS 2022):
 
 - :func:`harmonization_loss`: trains a classifier's saliency towards human feature maps;
 - :func:`harmonize`: the training loop with it, on a :class:`HumanMapFolder`;
-- :func:`alignment_score`: how well explanations agree with human maps.
+- :func:`alignment_score`: how well explanations agree with human maps;
+- :func:`composite_task` (with :func:`read_halves`): composites of real photos whose
+  "human" map is known, to check that harmonization does what it claims.
 
 1-Lipschitz networks (Serrurier, Mamalet, Fel et al., NeurIPS 2023):
 
@@ -15,6 +17,7 @@ Harmonization (Fel, Felipe, Linsley, Serre, NeurIPS 2022):
 - :func:`ot_counterfactual`: :math:`x' = x - f(x)\\nabla f(x)`, on the decision boundary of an OTNN.
 """
 
+from spyglass.alignment.composite import composite_task, read_halves
 from spyglass.alignment.counterfactual import OTCounterfactual, ot_counterfactual
 from spyglass.alignment.data import HumanMapFolder, clickme_map_transform, harmonize
 from spyglass.alignment.harmonization import (
@@ -51,6 +54,7 @@ __all__ = [
     "alignment_score",
     "alpha_from_lambda",
     "clickme_map_transform",
+    "composite_task",
     "decayed_parameters",
     "export_lipschitz",
     "gaussian_pyramid",
@@ -61,6 +65,7 @@ __all__ = [
     "lipschitz_classifier",
     "lipschitz_constant",
     "ot_counterfactual",
+    "read_halves",
     "signed_saliency",
     "standardize_cut",
     "train_lipschitz",

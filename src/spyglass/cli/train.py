@@ -1,10 +1,11 @@
 """``spyglass train …``: train models whose explanations are better (harmonization, 1-Lipschitz).
 
 ``spyglass train harmonize --data DIR --model resnet18 --out harmonized.pt`` fine-tunes a
-torchvision or timm ImageNet classifier with the harmonization loss on a
-:class:`~spyglass.alignment.HumanMapFolder` whose class folders are WordNet ids, and
-writes the network's state dict, which ``models.load(NAME, weights=FILE)`` reads back
-(the other commands' ``--model`` does not take a weights file yet).
+zoo ImageNet classifier (EfficientNet-Lite, torchvision, timm, or a model file) with the
+harmonization loss on a :class:`~spyglass.alignment.HumanMapFolder` whose class folders are
+WordNet ids, and writes a model file (:func:`spyglass.models.save`: the architecture's name,
+its preprocessing and the trained weights), which ``models.load(FILE)`` and every command's
+``--model FILE`` read back without downloading anything.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from spyglass import models
@@ -35,8 +35,11 @@ def harmonize_command(
     data: Annotated[
         Path, typer.Option("--data", help="Class folders (WordNet ids), maps beside the images.")
     ],
-    model: Annotated[str, typer.Option("--model", help="A torchvision or timm/<name> model to fine-tune.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the trained state dict.")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="A zoo model (torchvision, timm/<name>, efficientnet_lite0) or file."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The model file to write (for --model).")],
     weights: Annotated[Path | None, typer.Option("--weights", help="Start from this state dict.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 1,
     size: Annotated[int, typer.Option("--size", min=8, help="Side images and maps are resized to.")] = 224,
@@ -62,16 +65,17 @@ def harmonize_command(
     """Fine-tune MODEL with the harmonization loss (Fel et al., NeurIPS 2022) on DATA.
 
     DATA holds one folder per class, named by its WordNet id, with each image's human map
-    beside it (img.jpg with img.npy or img.map.png). Writes the network's state dict to
-    OUT, which spyglass.models.load(MODEL, weights=OUT) loads.
+    beside it (img.jpg with img.npy or img.map.png). Writes a model file to OUT, which
+    every command takes as --model OUT (and spyglass.models.load(OUT) loads).
 
     Example:
 
     \b
         spyglass train harmonize --data maps/ --model resnet18 --epochs 5 --out harmonized.pt
+        spyglass explain --model harmonized.pt maps/n01440764/1.jpg
     """
     with user_errors():
-        check_out_file(out, "weights file", "harmonized.pt")  # before any work
+        check_out_file(out, "model file", "harmonized.pt")  # before any work
         dataset = HumanMapFolder(
             data,
             size=size,
@@ -92,8 +96,10 @@ def harmonize_command(
             resume=resume,
             progress=progress,
         )
-    with user_errors(OSError):
+    with user_errors(OSError, ValueError):
+        check_out_file(out, "model file", "harmonized.pt")  # again: one may have appeared meanwhile
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(net.network.state_dict(), out)
+        written = models.save(net, out)
     last = history.losses[-1] if history.losses else float("nan")
-    typer.echo(f"trained {history.steps} steps, last loss {last:.4g}; weights written to {out}")
+    typer.echo(f"trained {history.steps} steps, last loss {last:.4g}")
+    typer.echo(f"wrote {written}: use it as `--model {written}`")

@@ -1,12 +1,16 @@
-"""Self-describing model files: an architecture spec and a state dict, never pickled code.
+"""Self-describing model files: an architecture spec, the preprocessing and a state dict, never pickled code.
 
-:func:`save` writes a model that a spyglass builder made (it carries ``model.spec``, e.g.
-:func:`spyglass.alignment.lipschitz_classifier`) as one ``torch.save`` file of plain data:
-``{"format", "version", "spec", "state_dict"}``. :func:`load_file` reads it with
-``torch.load(weights_only=True)`` (no code runs on load), rebuilds the architecture with the
-builder the spec names — only builders listed in :data:`BUILDERS` — and loads the weights.
-:func:`spyglass.models.load` accepts such a file wherever it accepts a model name, so every
-command's ``--model`` does too.
+:func:`save` writes a model that a spyglass builder made — it carries ``model.spec``: every
+model :func:`spyglass.models.load` returns by name (torchvision, timm, EfficientNet-Lite;
+e.g. after :func:`spyglass.alignment.harmonize` trained it), and
+:func:`spyglass.alignment.lipschitz_classifier` — as one ``torch.save`` file of plain data:
+``{"format", "version", "spec", "preprocessing", "state_dict"}``, the preprocessing being the
+:class:`VisionModel`'s input size, normalisation, class names, resize and interpolation.
+:func:`load_file` reads it with ``torch.load(weights_only=True)`` (no code runs on load),
+rebuilds the architecture with the builder the spec names — only builders listed in
+:data:`BUILDERS`, none of which downloads anything — wraps it with the recorded
+preprocessing and loads the weights. :func:`spyglass.models.load` accepts such a file
+wherever it accepts a model name, so every command's ``--model`` does too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ _VERSION = 1
 # Imported lazily, so that reading a file never imports what it does not need.
 BUILDERS = {
     "lipschitz_classifier": "spyglass.alignment.lipschitz:build_from_spec",
+    "zoo": "spyglass.models.zoo:build_from_spec",
 }
 
 
@@ -44,13 +49,44 @@ def _builder(name: object, path: Path) -> Callable[[dict[str, Any]], VisionModel
     return builder
 
 
+def _preprocessing(model: VisionModel) -> dict[str, Any]:
+    return {
+        "input_size": list(model.input_size),
+        "mean": [float(v) for v in model.mean.flatten()],
+        "std": [float(v) for v in model.std.flatten()],
+        "class_names": list(model.class_names),
+        "resize_size": int(model.resize_size),
+        "interpolation": model.interpolation,
+        "name": model.name,
+    }
+
+
+def _mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [key for key in expected if key in state and expected[key].shape != state[key].shape]
+    if not (missing or unexpected or shapes):
+        return None
+    return (
+        f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+        f"{len(shapes)} of another shape (e.g. {shapes[:3]})"
+    )
+
+
 def save(model: VisionModel, path: str | os.PathLike[str]) -> Path:
     """Write a spec-built model to ``path`` (atomically), for :func:`spyglass.models.load`.
+
+    The architecture is rebuilt from the spec first (fresh weights, nothing downloaded) and
+    its weights' names and shapes compared with the model's, so that a model whose network
+    was changed after it was built (a new head, say) is refused here rather than written
+    as a file that cannot be loaded.
 
     Parameters
     ----------
     model
-        A :class:`VisionModel` made by a spyglass builder (it has a ``spec``), trained or not.
+        A :class:`VisionModel` made by a spyglass builder (it has a ``spec``: any model
+        :func:`spyglass.models.load` returned, or a :func:`~spyglass.alignment.lipschitz_classifier`),
+        trained or not, on any device.
     path
         The file to write; its folder must exist.
 
@@ -62,8 +98,10 @@ def save(model: VisionModel, path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     TypeError
-        If ``model`` is not a VisionModel or has no builder spec (a zoo model is reloaded by
-        its name, and a state dict by ``load(name, weights=PATH)``).
+        If ``model`` is not a VisionModel or has no builder spec (a network wrapped by hand
+        is saved as ``network.state_dict()`` and loaded with ``load(name, weights=PATH)``).
+    ValueError
+        If the model's weights no longer fit the architecture its spec names.
 
     Examples
     --------
@@ -87,7 +125,28 @@ def save(model: VisionModel, path: str | os.PathLike[str]) -> Path:
             "network.state_dict() and load it with models.load(name, weights=PATH)"
         )
     state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
-    return save_checkpoint({"format": FORMAT, "version": _VERSION, "spec": spec, "state_dict": state}, path)
+    rebuilt = _builder(spec["builder"], Path(path))(spec)
+    problem = _mismatch(rebuilt.network.state_dict(), state)
+    if problem is not None:
+        raise ValueError(
+            f"the model's weights no longer fit the architecture its spec names ({spec}): {problem}; "
+            "was its network changed after it was built? Save network.state_dict() instead"
+        )
+    content = {
+        "format": FORMAT,
+        "version": _VERSION,
+        "spec": spec,
+        "preprocessing": _preprocessing(model),
+        "state_dict": state,
+    }
+    return save_checkpoint(content, path)
+
+
+def _rewrapped(model: VisionModel, options: dict[str, Any], spec: dict[str, Any]) -> VisionModel:
+    """The built network with the recorded preprocessing (input size, normalisation, class names…)."""
+    wrapped = VisionModel(model.network, **options)
+    wrapped.spec = spec  # type: ignore[assignment]
+    return wrapped
 
 
 def is_model_file(name: str) -> bool:
@@ -129,8 +188,20 @@ def load_file(path: str | os.PathLike[str]) -> VisionModel:
     builder = _builder(spec.get("builder"), path)
     try:
         model = builder(spec)
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as error:
         raise ValueError(f"model file {path} holds a spec its builder refuses: {error}") from None
+    preprocessing = content.get("preprocessing")
+    if preprocessing is not None:  # files of the first spyglass builds have none: the builder's own
+        if not isinstance(preprocessing, dict):
+            raise ValueError(f"model file {path} holds preprocessing that is not a table: {preprocessing!r}")
+        try:
+            options = dict(preprocessing)
+            options["input_size"] = tuple(options["input_size"])
+            model = _rewrapped(model, options, spec)
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"model file {path} holds preprocessing that does not fit its model: {error}"
+            ) from None
     try:
         model.network.load_state_dict(state)
     except RuntimeError as error:

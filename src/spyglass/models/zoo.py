@@ -8,8 +8,14 @@ Names:
   default ImageNet weights through torchvision's own API;
 - any timm model with the prefix ``timm/`` (``timm/convnext_tiny.fb_in1k``), with its
   pretrained weights through timm's own API;
-- the path of a model file written by :func:`spyglass.models.save` (a spec-built model such
-  as a trained 1-Lipschitz classifier; see :mod:`spyglass.models.files`).
+- the path of a model file written by :func:`spyglass.models.save` (a model this module
+  loaded and then trained, e.g. harmonized, or a spec-built one such as a trained
+  1-Lipschitz classifier; see :mod:`spyglass.models.files`).
+
+Every model :func:`load` returns carries ``model.spec``, ``{"builder": "zoo", "arguments":
+{"name": NAME}}``, so that :func:`spyglass.models.save` can write it: :func:`build_from_spec`
+rebuilds the architecture with fresh weights, downloading nothing, and the file's weights
+are loaded into it.
 
 torchvision and timm download weights on first use. Where the weights are neither
 cached nor downloadable, :func:`load` fails with one sentence that names the cache
@@ -23,6 +29,7 @@ import socket
 import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import timm
@@ -36,10 +43,11 @@ from spyglass.models.files import is_model_file, load_file
 from spyglass.models.vision_model import VisionModel
 from spyglass.validation import check_device
 
-__all__ = ["DEFAULT_MODEL", "WeightsUnavailableError", "available_models", "load"]
+__all__ = ["DEFAULT_MODEL", "WeightsUnavailableError", "available_models", "build_from_spec", "load"]
 
 DEFAULT_MODEL = "efficientnet_lite0"
 TIMM_PREFIX = "timm/"
+BUILDER = "zoo"
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -87,14 +95,24 @@ def load(
         if weights is not None:
             raise ValueError(f"{name} is a model file with its own weights; weights= is for model names")
         model = load_file(name)
-    elif name in LITE_VARIANTS:
-        if weights is not None:
+    else:
+        if name in LITE_VARIANTS and weights is not None:
             raise ValueError(f"{name} ships its own weights; weights= is for torchvision and timm models")
-        model = _load_lite(name)
+        model = _load_named(name, weights, pretrained=True)
+    model.eval()
+    if target_device is not None:
+        model.to(target_device)
+    return model
+
+
+def _load_named(name: str, weights: str | Path | None, *, pretrained: bool) -> VisionModel:
+    """The zoo model ``name``; with ``pretrained=False`` its architecture only (fresh weights, offline)."""
+    if name in LITE_VARIANTS:
+        model = _load_lite(name, pretrained)
     elif name.startswith(TIMM_PREFIX):
-        model = _load_timm(name[len(TIMM_PREFIX) :], weights)
+        model = _load_timm(name[len(TIMM_PREFIX) :], weights, pretrained)
     elif name in torchvision.models.list_models(module=torchvision.models):
-        model = _load_torchvision(name, weights)
+        model = _load_torchvision(name, weights, pretrained)
     else:
         close = difflib.get_close_matches(name, available_models(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -102,14 +120,33 @@ def load(
             f"unknown model {name!r}: expected efficientnet_lite0/1/2, a torchvision classification "
             f"model (e.g. resnet50) or 'timm/<name>' (e.g. timm/convnext_tiny).{hint}"
         )
-    model.eval()
-    if target_device is not None:
-        model.to(target_device)
+    model.spec = {"builder": BUILDER, "arguments": {"name": name}}  # type: ignore[assignment]
     return model
 
 
-def _load_lite(name: str) -> VisionModel:
-    network = build_efficientnet_lite(name)
+def build_from_spec(spec: dict[str, Any]) -> VisionModel:
+    """The zoo architecture a spec names, with fresh weights and nothing downloaded; used by ``models.load``.
+
+    ``spec["arguments"]["name"]`` is a name :func:`load` accepts (not a file).
+
+    Examples
+    --------
+    >>> model = build_from_spec({"builder": "zoo", "arguments": {"name": "resnet18"}})
+    >>> model.input_size, model.num_classes
+    ((224, 224), 1000)
+    """
+    arguments = spec.get("arguments")
+    name = arguments.get("name") if isinstance(arguments, dict) else None
+    if not isinstance(name, str) or not name or is_model_file(name):
+        raise ValueError(f"a zoo spec names its model in arguments.name (e.g. 'resnet50'); got {arguments!r}")
+    return _load_named(name, None, pretrained=False)
+
+
+def _load_lite(name: str, pretrained: bool = True) -> VisionModel:
+    # Without the packaged weights, the same timm network that build_efficientnet_lite fills.
+    network = (
+        build_efficientnet_lite(name) if pretrained else timm.create_model(f"tf_{name}", pretrained=False)
+    )
     config = timm.data.resolve_data_config({}, model=network)
     size = config["input_size"][1:]
     return VisionModel(
@@ -161,11 +198,12 @@ def _load_state_dict(network: nn.Module, path: str | Path, name: str) -> None:
         )
 
 
-def _load_torchvision(name: str, weights: str | Path | None) -> VisionModel:
+def _load_torchvision(name: str, weights: str | Path | None, pretrained: bool = True) -> VisionModel:
     enum = torchvision.models.get_model_weights(name).DEFAULT
-    if weights is not None:
+    if weights is not None or not pretrained:
         network = torchvision.models.get_model(name, weights=None)
-        _load_state_dict(network, weights, name)
+        if weights is not None:
+            _load_state_dict(network, weights, name)
     else:
         try:
             network = torchvision.models.get_model(name, weights=enum)
@@ -192,14 +230,15 @@ def _load_torchvision(name: str, weights: str | Path | None) -> VisionModel:
     )
 
 
-def _load_timm(name: str, weights: str | Path | None) -> VisionModel:
+def _load_timm(name: str, weights: str | Path | None, pretrained: bool = True) -> VisionModel:
     if not timm.is_model(name.split(".")[0]):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f" Did you mean {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
         raise ValueError(f"unknown timm model {name!r}.{hint}")
-    if weights is not None:
+    if weights is not None or not pretrained:
         network = timm.create_model(name, pretrained=False)
-        _load_state_dict(network, weights, TIMM_PREFIX + name)
+        if weights is not None:
+            _load_state_dict(network, weights, TIMM_PREFIX + name)
     else:
         network = _create_pretrained_timm(name)
     config = timm.data.resolve_data_config({}, model=network)
