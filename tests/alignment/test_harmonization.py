@@ -276,6 +276,23 @@ def test_alignment_hand_computed():
     assert result.per_image[:2].tolist() == pytest.approx([1.0, -1.0])
 
 
+def test_alignment_top_sets_of_binary_maps_keep_their_ties():
+    # A binary "human" map (the object's half): its top 10 % is its ones, not nothing.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 10, 2))
+    images = torch.rand(2, 3, 4, 10)
+    labels = torch.tensor([0, 1])
+    human = torch.zeros(2, 4, 10)
+    human[:, :, :5] = 1.0  # left half: 20 of 40 pixels
+    sparse = torch.zeros(4, 10)
+    sparse[0, :2] = 1.0  # 2 ones, fewer than the 4 pixels of 10 %: the top is those 2
+    explained = torch.stack([human[0].clone(), sparse])
+    result = alignment_score(model, images, labels, human, explainer=_given(explained))
+    # image 0: the same half, Dice = IoU = 1; image 1: {2 pixels} inside the half of 20:
+    # Dice = 2·2 / (2 + 20), IoU = 2 / 20
+    assert result.dice == pytest.approx((1 + 4 / 22) / 2)
+    assert result.iou == pytest.approx((1 + 2 / 20) / 2)
+
+
 def test_alignment_spearman_with_ties_and_ceiling():
     # x = [1, 2, 2, 3], y = [1, 3, 2, 4]: ranks [1, 2.5, 2.5, 4] and [1, 3, 2, 4];
     # centred [-1.5, 0, 0, 1.5] · [-1.5, 0.5, -0.5, 1.5] = 4.5; norms √4.5 and √5 → ρ = √0.9.

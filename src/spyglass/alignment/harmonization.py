@@ -343,7 +343,8 @@ class AlignmentResult:
     spearman
         The mean per-image Spearman ρ over the scored images.
     dice, iou
-        Mean Dice and IoU of the top 10 % of each map (pixels above the 90th percentile).
+        Mean Dice and IoU of the top 10 % of each map (the pixels at or above its ``k``-th
+        largest value, ``k`` = 10 % of the pixels, ties included: a binary map's top is its ones).
     per_image
         ρ of every image (NaN where a map is constant).
     n_images, n_constant
@@ -373,9 +374,23 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra * rb).sum() / math.sqrt((ra**2).sum() * (rb**2).sum()))
 
 
+def _top_pixels(values: np.ndarray, quantile: float) -> np.ndarray:
+    """The pixels at or above the ``k``-th largest value, ``k = ⌈(1 − quantile/100)·n⌉``, ties included.
+
+    A strict ``values > percentile`` keeps nothing of a binary map (its percentile is its top
+    value); ties are kept instead, but never the map's minimum (a binary map with fewer than
+    ``k`` ones keeps its ones, not every pixel). A constant map has no top: all ``False``.
+    """
+    k = max(1, math.ceil((1 - quantile / 100) * values.size))
+    threshold = np.partition(values, values.size - k)[values.size - k]
+    if threshold > values.min():
+        return values >= threshold
+    return values > threshold
+
+
 def _top_overlap(a: np.ndarray, b: np.ndarray, quantile: float) -> tuple[float, float]:
-    top_a = a > np.percentile(a, quantile)
-    top_b = b > np.percentile(b, quantile)
+    top_a = _top_pixels(a, quantile)
+    top_b = _top_pixels(b, quantile)
     inter = float(np.logical_and(top_a, top_b).sum())
     size = float(top_a.sum() + top_b.sum())
     union = float(np.logical_or(top_a, top_b).sum())
