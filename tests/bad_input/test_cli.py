@@ -80,18 +80,37 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
+def _positional(params: dict[str, Any], name: str) -> bool:
+    return name in params and not any(opt.startswith("-") for opt in params[name].opts if opt != name)
+
+
+def _empty_atlas(root: Path) -> Path:
+    """A real atlas with no class built yet (what ``lens build`` creates first)."""
+    from spyglass.lens.store import Atlas, ModelInfo
+
+    if not root.exists():
+        Atlas.create(
+            root, ModelInfo("tiny", None, "features", ("a", "b"), ("a", "b")), {}, data=str(root)
+        ).close()
+    return root
+
+
 def _base(path: tuple[str, ...], photo: Path, out: Path) -> list[str]:
     """A valid call of the command, from its parameters: what each bad case changes one thing of."""
     params = _params(path)
     args = list(path)
     if "paths" in params:
         args.append(str(photo))
+    if _positional(params, "atlas"):  # the atlas commands: an empty atlas, then DIR where one is taken
+        args.append(str(_empty_atlas(out.parent / "atlas")))
+        if _positional(params, "out"):
+            args.append(str(out))
     if "model" in params:
         args += ["--model", "tiny"]
     for folder in ("data", "maps"):  # the training and alignment commands' class folders
         if folder in params:
             args += [f"--{folder}", str(photo.parent)]
-    if "out" in params:
+    if "out" in params and not _positional(params, "out"):
         args += ["--out", str(out)]
     if "target" in params:
         args += ["--target", "1"]
@@ -133,6 +152,17 @@ def _bad_cases(path: tuple[str, ...], photo: Path, tmp: Path) -> list[tuple[str,
             ]:
                 args = list(base)
                 args[args.index(str(photo))] = str(value)
+                cases.append((what, args))
+            continue
+        if name in ("atlas", "out") and _positional(params, name):
+            where = base.index(str(tmp / "atlas")) if name == "atlas" else base.index(str(tmp / "out"))
+            label = "ATLAS" if name == "atlas" else "DIR"
+            for what, value in [
+                (f"{label} missing" if name == "atlas" else f"{label} below a file", a_file / "x"),
+                (f"{label} is a file", a_file),
+            ] + ([(f"{label} not an atlas", empty)] if name == "atlas" else []):
+                args = list(base)
+                args[where] = str(value)
                 cases.append((what, args))
             continue
         if flag is None or getattr(param, "is_flag", False) or getattr(param, "hidden", False):

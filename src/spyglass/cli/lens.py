@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from spyglass.cli import lens_site
-from spyglass.cli._prelude import ModelOption, ProgressOption, user_errors
+from spyglass.cli._prelude import ModelOption, ProgressOption, check_out, user_errors
 from spyglass.models import DEFAULT_MODEL
 
 __all__ = ["app", "build", "info"]
@@ -78,8 +78,7 @@ def build(
     from spyglass.lens import build_atlas
 
     with user_errors():
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; an atlas is a folder: give a folder's path")
+        check_out(out)  # a folder, or a path below one: before the model is loaded
         if not data.exists():
             raise ValueError(f"no such folder: {data}")
         summary = build_atlas(
