@@ -38,6 +38,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from spyglass.training.checkpoint import sync_folder
+
 __all__ = ["DATABASE", "FILES", "Atlas", "AtlasMismatchError", "ClassRecord", "ModelInfo"]
 
 DATABASE = "atlas.sqlite"
@@ -459,7 +461,7 @@ class Atlas:
             target.write_bytes(content)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
-        _fsync_folder(folder.parent)
+        sync_folder(folder.parent)  # the rename durable before the records that point into it
         n_concepts = len(record.shares)
         rank_of = {concept: rank for rank, concept in enumerate(record.ranked)}
         important = set(record.important)
@@ -737,15 +739,3 @@ def _holds_no_table(path: Path) -> bool:
             return connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
     except sqlite3.DatabaseError:  # not a database at all: not ours to delete
         return False
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable before the records that point into it."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

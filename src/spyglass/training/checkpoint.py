@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "save_checkpoint", "sync_folder"]
 
 
 def _check_path(path: object) -> Path:
@@ -60,13 +60,16 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _sync_folder(target.parent)
+    sync_folder(target.parent)
     return target
 
 
-def _sync_folder(folder: Path) -> None:
-    # The rename itself lives in the folder's entry table; syncing the folder makes it survive a
-    # power cut. Not every platform can open a folder (Windows cannot): then the rename is all we get.
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the checkpoints' and the atlas's files).
+
+    The rename itself lives in the folder's entry table; syncing the folder makes it survive a
+    power cut. Not every platform can open a folder (Windows cannot): then the rename is all we get.
+    """
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError:
