@@ -401,3 +401,70 @@ def test_an_atlas_killed_while_being_created_is_created_again(tmp_path: Path) ->
     (root / "atlas.sqlite").write_bytes(b"not a database, and not ours to delete" * 100)
     with pytest.raises(ValueError, match="cannot be read as an atlas"):
         Atlas.open_or_create(root, info, {"seed": 0}, data="photos")
+
+
+_KILLING_MODELS = """
+import os
+import signal
+import traceback
+
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location("_lens_tests_tiny", {tiny!r})
+_tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tiny)
+MARKER = {marker!r}
+
+
+def _die_once(module, inputs):
+    # Only inside a class job (not the folder's predictions, not the client), and only once in
+    # all processes: the first to create the marker kills its own worker process mid-class.
+    if any(frame.name == "_class_job" for frame in traceback.extract_stack()):
+        try:
+            os.close(os.open(MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return None
+        os.kill(os.getpid(), signal.SIGKILL)
+    return None
+
+
+def tiny_model():
+    model = _tiny.tiny_model()
+    model.network.register_forward_pre_hook(_die_once)
+    return model
+"""
+
+
+@pytest.mark.slow  # two worker processes start, one is killed and restarted, UMAP compiles (numba)
+def test_a_worker_killed_mid_class_gets_the_class_retried_elsewhere(
+    tiny_atlas: Path, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGKILL of the worker process running a class: the scheduler reruns the class, and the
+    atlas ends with every class stored once, as the in-process build stores it, and no failure."""
+    marker = tmp_path / "killed-once"
+    (tmp_path / "lens_killing_models.py").write_text(
+        _KILLING_MODELS.format(tiny=str(ROOT / "tests" / "tiny.py"), marker=str(marker))
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    from lens_killing_models import tiny_model as factory  # type: ignore[import-not-found]
+
+    root = tmp_path / "dask"
+    summary = build_atlas(factory, photo_folder, root, settings=TINY, workers=2, progress=False)
+    assert marker.exists()  # a worker did die in a class job
+    with Atlas.open(root) as atlas, Atlas.open(tiny_atlas) as reference:
+        expected = reference.finished_classes()
+        assert summary.failed == () and atlas.failed_classes() == {}
+        assert set(summary.built) == atlas.finished_classes() == expected
+        assert all(atlas.attempts(c) == 1 for c in expected)
+        for class_id in expected:
+            mine, theirs = atlas.class_document(class_id), reference.class_document(class_id)
+            assert _files(mine) == _files(theirs)
+            np.testing.assert_allclose(
+                _floats(mine["concepts"]), _floats(theirs["concepts"]), rtol=1e-3, atol=1e-3
+            )
+    with sqlite3.connect(root / "atlas.sqlite") as db:
+        for class_id in expected:
+            rows = db.execute("SELECT COUNT(*) FROM images WHERE class_id = ?", (class_id,))
+            assert rows.fetchone() == (TINY.max_images,)
+    assert sorted(p.name for p in (root / "files").iterdir()) == sorted(map(str, expected))
