@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -275,6 +276,18 @@ def test_a_build_killed_by_sigkill_resumes_with_no_class_lost_or_doubled(
     assert sorted(p.name for p in (root / "files").iterdir()) == sorted(map(str, expected))
 
 
+def _worker_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> Any:
+    """Write `source` (a template with `{tiny}`) as module `name` on the workers' path, import its factory.
+
+    Workers import a model factory by name, and cannot import the test tree (another package named
+    `tests` is installed): the factory goes in a module of its own on their path.
+    """
+    (tmp_path / f"{name}.py").write_text(source.format(tiny=str(ROOT / "tests" / "tiny.py")))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    return importlib.import_module(name).tiny_model
+
+
 _WORKER_MODELS = """
 import importlib.util
 
@@ -292,14 +305,7 @@ def tiny_model():
 def test_a_local_cluster_of_two_workers_builds_the_same_atlas(
     tiny_atlas: Path, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Workers import a model factory by name, and cannot import the test tree (another package
-    # named `tests` is installed): the factory goes in a module of its own on their path.
-    (tmp_path / "lens_worker_models.py").write_text(
-        _WORKER_MODELS.format(tiny=str(ROOT / "tests" / "tiny.py"))
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    from lens_worker_models import tiny_model as factory  # type: ignore[import-not-found]
+    factory = _worker_factory(tmp_path, monkeypatch, "lens_worker_models", _WORKER_MODELS)
 
     summary = build_atlas(factory, photo_folder, tmp_path / "dask", settings=TINY, workers=2, progress=False)
     with Atlas.open(tmp_path / "dask") as atlas, Atlas.open(tiny_atlas) as reference:
@@ -442,12 +448,8 @@ def test_a_worker_killed_mid_class_gets_the_class_retried_elsewhere(
     """A real SIGKILL of the worker process running a class: the scheduler reruns the class, and the
     atlas ends with every class stored once, as the in-process build stores it, and no failure."""
     marker = tmp_path / "killed-once"
-    (tmp_path / "lens_killing_models.py").write_text(
-        _KILLING_MODELS.format(tiny=str(ROOT / "tests" / "tiny.py"), marker=str(marker))
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    from lens_killing_models import tiny_model as factory  # type: ignore[import-not-found]
+    source = _KILLING_MODELS.replace("{marker!r}", repr(str(marker)))
+    factory = _worker_factory(tmp_path, monkeypatch, "lens_killing_models", source)
 
     root = tmp_path / "dask"
     summary = build_atlas(factory, photo_folder, root, settings=TINY, workers=2, progress=False)
